@@ -1,0 +1,1 @@
+//! AWS Secrets Manager, as Airflow's `SecretsManagerBackend` reads it. (Skeleton.)

@@ -1,0 +1,1 @@
+//! AWS SSM Parameter Store, as Airflow's `SystemsManagerParameterStoreBackend` reads it. (Skeleton.)

@@ -1,0 +1,1 @@
+//! (Skeleton: filled in by its own work item.)

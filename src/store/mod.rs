@@ -1,0 +1,233 @@
+//! The seam: one small, object-safe [`Store`] trait that every source and target implements.
+//!
+//! The metastore, env vars, Airflow's local files, Vault, AWS, GCP, Azure and snapshots are all
+//! stores; a migration, a sync, a rollback and a restore are the same pipeline between two of them.
+//! Only this module and its children talk to a backend. What a store can and cannot hold is data
+//! ([`Capabilities`]), checked by the planner and by the conformance suite alike.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::model::{Entry, Inventory, ItemError, ItemId, Kind};
+
+pub mod env;
+pub mod local_files;
+pub mod memory;
+pub mod metastore;
+#[cfg(feature = "vault")]
+pub mod vault;
+#[cfg(feature = "aws-sm")]
+pub mod aws_secrets_manager;
+#[cfg(feature = "aws-ssm")]
+pub mod aws_ssm;
+
+/// The suite every store passes; public so integration tests and third-party stores run it.
+pub mod conformance;
+
+/// How a store encodes a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionFormat {
+    /// Airflow's JSON form (`Connection.as_json()`), read by `from_json` (Airflow >= 2.3).
+    Json,
+    /// Airflow's URI form (`get_uri()`): loses description, port 0, host case, ...
+    Uri,
+    /// Native fields (metastore columns, Vault field dicts, local-file dicts): lossless.
+    Fields,
+}
+
+/// What a store can hold, as data: the planner checks it before any write.
+#[derive(Clone, Debug)]
+pub struct Capabilities {
+    /// Never written to.
+    pub read_only: bool,
+    /// Kinds this store holds; a disabled kind (Airflow's `None` prefix) is absent.
+    pub variables: bool,
+    pub connections: bool,
+    /// Largest stored value in bytes (the encoded form), if the backend has a limit.
+    pub max_value_bytes: Option<usize>,
+    /// Whether an empty variable value can be stored and read back as found.
+    pub empty_variables: bool,
+    pub connection_format: ConnectionFormat,
+    /// Whether a connection's description survives a round trip.
+    pub connection_description: bool,
+    /// Whether a variable's description is stored (the metastore only).
+    pub variable_description: bool,
+    /// Whether the store marks what this tool wrote (tags, labels, custom metadata).
+    pub can_tag: bool,
+    pub can_delete: bool,
+    /// Whether `Precondition::Version` / `Absent` are enforced by the backend.
+    pub conditional_writes: bool,
+    /// Items per batched read call.
+    pub read_batch: usize,
+    /// Writes in flight at once.
+    pub write_concurrency: usize,
+}
+
+impl Capabilities {
+    /// A permissive baseline that stores adjust.
+    pub fn full() -> Self {
+        Self {
+            read_only: false,
+            variables: true,
+            connections: true,
+            max_value_bytes: None,
+            empty_variables: true,
+            connection_format: ConnectionFormat::Fields,
+            connection_description: true,
+            variable_description: false,
+            can_tag: false,
+            can_delete: true,
+            conditional_writes: false,
+            read_batch: 1,
+            write_concurrency: 1,
+        }
+    }
+
+    pub fn holds(&self, kind: Kind) -> bool {
+        match kind {
+            Kind::Variable => self.variables,
+            Kind::Connection => self.connections,
+        }
+    }
+}
+
+/// Where an item lives in a store, or why it cannot live there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// The backend's name for it (path, secret name, env var name).
+    At(String),
+    /// The id cannot be a name here (characters, length, reserved prefix, collision).
+    Invalid(String),
+    /// A name exists, but Airflow would never look it up (lookup pattern, kind disabled).
+    Unreachable(String),
+}
+
+/// A condition on a write, enforced by stores with `conditional_writes`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Precondition {
+    #[default]
+    Any,
+    /// Fail with [`StoreError::Conflict`] if the item exists.
+    Absent,
+    /// Fail with [`StoreError::Conflict`] unless the item is at this version.
+    Version(String),
+}
+
+/// Errors from a store. Each names the store and, where it applies, the item; never a value.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("{store}: cannot connect: {reason}")]
+    Unreachable { store: String, reason: String },
+    #[error("{store}: permission denied: {what}")]
+    PermissionDenied { store: String, what: String },
+    #[error("{store}: throttled during {op}")]
+    Throttled { store: String, op: &'static str, retry_after: Option<Duration> },
+    #[error("{store}: unavailable during {op}: {reason}")]
+    Unavailable { store: String, op: &'static str, reason: String },
+    #[error("{store}: {id} changed since it was read (check-and-set failed)")]
+    Conflict { store: String, id: ItemId },
+    #[error("{store}: {id}: {error}")]
+    Item { store: String, id: ItemId, error: ItemError },
+    #[error("{store}: is read-only")]
+    ReadOnly { store: String },
+    #[error("{store}: {message}")]
+    Schema { store: String, message: String },
+    #[error("{store}: fernet key: {reason}")]
+    FernetKey { store: String, reason: String },
+    #[error("{store}: configuration: {message}")]
+    Config { store: String, message: String },
+    #[error("{store}: {op} failed: {reason}")]
+    Backend { store: String, op: &'static str, reason: String },
+}
+
+impl StoreError {
+    /// Whether trying again later may succeed (throttling, 5xx, a dropped connection).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Throttled { .. } | StoreError::Unavailable { .. })
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            StoreError::Throttled { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    pub fn item(store: &dyn fmt::Display, id: &ItemId, error: ItemError) -> Self {
+        StoreError::Item { store: store.to_string(), id: id.clone(), error }
+    }
+}
+
+/// One place secrets live.
+///
+/// Contract (each sentence is a function in [`conformance`]):
+/// - `scan(kind)` returns every item of `kind` the store holds, each with its value, or a per-item
+///   error for an item it found but could not read; it must never skip an item silently.
+/// - `read(ids)` returns those of `ids` that exist (absent ids are simply not in the inventory).
+/// - `write` must store the entry so that Airflow reads back an equivalent value, or fail with an
+///   error naming the item; a read-only store returns [`StoreError::ReadOnly`].
+/// - `delete` removes an item; deleting an absent item is not an error.
+/// - `flush` makes buffered writes durable (files); after it returns, `scan` sees them.
+/// - `Display` names the instance (kind and location), never a credential.
+#[async_trait]
+pub trait Store: fmt::Display + Send + Sync {
+    fn capabilities(&self) -> Capabilities;
+
+    /// A stable identity of what this store points at (kind + location, never credentials);
+    /// saved plans record it so a plan cannot be applied to another store.
+    fn identity(&self) -> String {
+        self.to_string()
+    }
+
+    /// Where `id` lives here. Pure: no I/O. The default is the bare id.
+    fn locate(&self, id: &ItemId) -> Placement {
+        Placement::At(id.id.clone())
+    }
+
+    async fn scan(&self, kind: Kind) -> Result<Inventory, StoreError>;
+
+    async fn read(&self, ids: &[ItemId]) -> Result<Inventory, StoreError> {
+        let mut out = Inventory::new();
+        for kind in Kind::ALL {
+            if !ids.iter().any(|i| i.kind == kind) {
+                continue;
+            }
+            let mut all = self.scan(kind).await?;
+            all.retain(|id| ids.contains(id));
+            out.extend(all);
+        }
+        Ok(out)
+    }
+
+    async fn write(&self, entry: &Entry, pre: &Precondition) -> Result<(), StoreError>;
+
+    async fn delete(&self, id: &ItemId) -> Result<(), StoreError>;
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// A cheap reachability check for `/readyz` and early, clear errors.
+    async fn check(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+pub type DynStore = Arc<dyn Store>;
+
+/// Read every kind in `kinds` into one inventory.
+pub async fn scan_all(store: &dyn Store, kinds: &[Kind]) -> Result<Inventory, StoreError> {
+    let caps = store.capabilities();
+    let mut inv = Inventory::new();
+    for &kind in kinds {
+        if caps.holds(kind) {
+            inv.extend(store.scan(kind).await?);
+        }
+    }
+    Ok(inv)
+}

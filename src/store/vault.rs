@@ -1,0 +1,1 @@
+//! HashiCorp Vault, as `airflow.providers.hashicorp.secrets.vault.VaultBackend` reads it. (Skeleton.)
