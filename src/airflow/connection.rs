@@ -59,3 +59,19 @@ pub fn equivalent(a: &Connection, b: &Connection) -> bool {
 pub fn uri_losses(_c: &Connection) -> Vec<Loss> {
     Vec::new()
 }
+
+/// The field dict written to Vault and to local-filesystem json/yaml: `conn_type, description,
+/// host, login, password, schema, port` (an int), `extra` (an object); None fields omitted; never
+/// `conn_id` or any other key. The map holds plaintext: build it just before the wire, drop it after.
+pub fn to_fields(_c: &Connection) -> serde_json::Map<String, serde_json::Value> {
+    serde_json::Map::new()
+}
+
+/// Airflow's reading of a field dict (`Connection(**dict)` after `from_json` normalisation):
+/// port as int or numeric string, extra as an object or a string, unknown keys refused.
+pub fn from_fields(
+    _m: &serde_json::Map<String, serde_json::Value>,
+    _reader: Reader,
+) -> Result<Connection, ParseError> {
+    Err(ParseError("not implemented yet".into()))
+}
