@@ -163,7 +163,12 @@ impl AirflowFernet {
         let data = parse_token(token)?;
         let plaintext = self.decrypt_data(&data)?;
         let timestamp = u64::from_be_bytes(data[1..9].try_into().expect("8 bytes"));
-        Ok(encrypt_from_parts(first, &plaintext, timestamp, random_iv()))
+        Ok(encrypt_from_parts(
+            first,
+            &plaintext,
+            timestamp,
+            random_iv(),
+        ))
     }
 
     fn decrypt_bytes(&self, token: &str) -> Result<Zeroizing<Vec<u8>>, DecryptError> {
@@ -187,7 +192,12 @@ impl AirflowFernet {
 /// `Fernet._encrypt_from_parts(plaintext, timestamp, iv)`: the token for a raw 32-byte key
 /// (bytes 0–15 sign, 16–31 encrypt). Deterministic, so vector tests can reproduce tokens byte for
 /// byte. Output is urlsafe base64 with padding, like Python's.
-pub fn encrypt_from_parts(key: &[u8; 32], plaintext: &[u8], timestamp: u64, iv: [u8; 16]) -> String {
+pub fn encrypt_from_parts(
+    key: &[u8; 32],
+    plaintext: &[u8],
+    timestamp: u64,
+    iv: [u8; 16],
+) -> String {
     let ciphertext = cbc::Encryptor::<Aes128>::new_from_slices(&key[16..], &iv)
         .expect("AES-128 key and IV are 16 bytes")
         .encrypt_padded_vec_mut::<Pkcs7>(plaintext);
@@ -207,7 +217,7 @@ pub fn encrypt_from_parts(key: &[u8; 32], plaintext: &[u8], timestamp: u64, iv: 
 
 /// One part of a `fernet_key` string → the raw key, decoded as `Fernet(part.encode())` does.
 /// The error is a phrase for a sentence ("is empty", …), never the part itself.
-pub fn decode_key(part: &str) -> Result<Zeroizing<[u8; 32]>, &'static str> {
+fn decode_key(part: &str) -> Result<Zeroizing<[u8; 32]>, &'static str> {
     if part.is_empty() {
         return Err("is empty (a leading, trailing or doubled comma?)");
     }
@@ -227,8 +237,12 @@ fn parse_token(token: &str) -> Result<Vec<u8>, DecryptError> {
     let data = python_b64decode(token.as_bytes()).ok_or(DecryptError::Corrupt)?;
     let structurally_valid = data.first() == Some(&VERSION)
         && data.len() >= OVERHEAD + BLOCK
-        && (data.len() - OVERHEAD) % BLOCK == 0;
-    if structurally_valid { Ok(data) } else { Err(DecryptError::Corrupt) }
+        && (data.len() - OVERHEAD).is_multiple_of(BLOCK);
+    if structurally_valid {
+        Ok(data)
+    } else {
+        Err(DecryptError::Corrupt)
+    }
 }
 
 /// `Fernet._decrypt_data` for one key over a structurally valid token: verify the HMAC (constant
@@ -415,7 +429,10 @@ pub fn resolve_key(
         );
     }
     if let Some(command) = cfg_cmd {
-        return found(run_command(command, KeySource::ConfigCmd)?, KeySource::ConfigCmd);
+        return found(
+            run_command(command, KeySource::ConfigCmd)?,
+            KeySource::ConfigCmd,
+        );
     }
     found(SecretValue::default(), KeySource::None)
 }
@@ -478,7 +495,11 @@ fn expand_user(s: &str, env: &dyn Fn(&str) -> Option<String>) -> String {
     match env("HOME") {
         Some(home) => {
             let joined = format!("{}{after}", home.trim_end_matches('/'));
-            if joined.is_empty() { "/".to_owned() } else { joined }
+            if joined.is_empty() {
+                "/".to_owned()
+            } else {
+                joined
+            }
         }
         None => s.to_owned(),
     }
@@ -532,7 +553,11 @@ mod tests {
     fn decoder_matches_python_urlsafe_b64decode() {
         assert_eq!(b64("aGVsbG8="), Some(b"hello".to_vec()));
         assert_eq!(b64("aGVs\n bG8=\n"), Some(b"hello".to_vec()));
-        assert_eq!(b64("aGVsbG8=aGVsbG8="), Some(b"hello".to_vec()), "stops at the padding");
+        assert_eq!(
+            b64("aGVsbG8=aGVsbG8="),
+            Some(b"hello".to_vec()),
+            "stops at the padding"
+        );
         assert_eq!(b64("aGVsbG8==="), Some(b"hello".to_vec()));
         assert_eq!(b64("aGVsbG8"), None, "missing padding");
         assert_eq!(b64("aGVsbG"), None, "one pad missing");
@@ -541,13 +566,32 @@ mod tests {
         assert_eq!(b64("   "), Some(vec![]));
         assert_eq!(b64("!!!!"), Some(vec![]));
         assert_eq!(b64("+/+/"), b64("-_-_"));
-        assert_eq!(b64("=aGVs"), Some(b"hel".to_vec()), "a pad at quad start is skipped");
-        assert_eq!(b64("aG=Vs"), Some(b"hel".to_vec()), "a single pad at pos 2 does not stop");
-        assert_eq!(b64("aG= =xx"), Some(b"h".to_vec()), "spaces between pads are skipped");
+        assert_eq!(
+            b64("=aGVs"),
+            Some(b"hel".to_vec()),
+            "a pad at quad start is skipped"
+        );
+        assert_eq!(
+            b64("aG=Vs"),
+            Some(b"hel".to_vec()),
+            "a single pad at pos 2 does not stop"
+        );
+        assert_eq!(
+            b64("aG= =xx"),
+            Some(b"h".to_vec()),
+            "spaces between pads are skipped"
+        );
         assert_eq!(b64("aGV=zzzz"), Some(b"he".to_vec()));
-        assert_eq!(b64("aGVsbG8=\u{e9}".trim_end()), Some(b"hello".to_vec()));
-        assert_eq!(b64("aGVs\u{e9}bG8="), Some(b"hello".to_vec()), "non-ASCII skipped");
-        assert_eq!(b64("aR=="), Some(b"i".to_vec()), "unused bits are not checked");
+        assert_eq!(
+            b64("aGVs\u{e9}bG8="),
+            Some(b"hello".to_vec()),
+            "non-ASCII skipped"
+        );
+        assert_eq!(
+            b64("aR=="),
+            Some(b"i".to_vec()),
+            "unused bits are not checked"
+        );
     }
 
     #[test]
@@ -557,8 +601,14 @@ mod tests {
         let data = parse_token(&token).expect("valid");
         assert_eq!(data.len(), OVERHEAD + BLOCK);
         let enc = |d: &[u8]| base64::engine::general_purpose::URL_SAFE.encode(d);
-        assert_eq!(parse_token(&enc(&data[..data.len() - 1])), Err(DecryptError::Corrupt));
-        assert_eq!(parse_token(&enc(&data[..OVERHEAD])), Err(DecryptError::Corrupt));
+        assert_eq!(
+            parse_token(&enc(&data[..data.len() - 1])),
+            Err(DecryptError::Corrupt)
+        );
+        assert_eq!(
+            parse_token(&enc(&data[..OVERHEAD])),
+            Err(DecryptError::Corrupt)
+        );
         let mut longer = data.clone();
         longer.push(0);
         assert_eq!(parse_token(&enc(&longer)), Err(DecryptError::Corrupt));
@@ -582,10 +632,15 @@ mod tests {
         data.extend_from_slice(&0u64.to_be_bytes());
         data.extend_from_slice(&iv);
         data.extend_from_slice(&block);
-        let tag = HmacSha256::new_from_slice(&x[..16]).unwrap().chain_update(&data).finalize();
+        let tag = HmacSha256::new_from_slice(&x[..16])
+            .unwrap()
+            .chain_update(&data)
+            .finalize();
         data.extend_from_slice(&tag.into_bytes());
         let token = base64::engine::general_purpose::URL_SAFE.encode(&data);
-        let f = AirflowFernet { keys: vec![Zeroizing::new(x), Zeroizing::new([2u8; 32])] };
+        let f = AirflowFernet {
+            keys: vec![Zeroizing::new(x), Zeroizing::new([2u8; 32])],
+        };
         assert_eq!(f.decrypt(&token), Err(DecryptError::WrongKey));
     }
 
@@ -603,7 +658,11 @@ mod tests {
         assert_eq!(expand_vars("$ $", &env), "$ $");
         assert_eq!(expand_user("~/k", &env), "/home/u/k");
         assert_eq!(expand_user("~bob/k", &env), "~bob/k");
-        assert_eq!(expand_env_var("$NEST", &env).expose_plaintext(), "kv", "repeated to a fixpoint");
+        assert_eq!(
+            expand_env_var("$NEST", &env).expose_plaintext(),
+            "kv",
+            "repeated to a fixpoint"
+        );
         assert_eq!(expand_env_var("", &env).expose_plaintext(), "");
     }
 }
