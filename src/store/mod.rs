@@ -24,6 +24,10 @@ pub mod vault;
 pub mod aws_secrets_manager;
 #[cfg(feature = "aws-ssm")]
 pub mod aws_ssm;
+#[cfg(feature = "gcp")]
+pub mod gcp_secret_manager;
+#[cfg(feature = "azure")]
+pub mod azure_key_vault;
 
 /// The suite every store passes; public so integration tests and third-party stores run it.
 pub mod conformance;
