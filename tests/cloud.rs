@@ -2,6 +2,8 @@
 //! in-repo REST fakes: the conformance suite, Airflow's golden backend names, throttling,
 //! paging, versions, soft delete, disabled secrets, collisions and id recovery.
 
+#[path = "support/fake_azure.rs"]
+mod fake_azure;
 #[path = "support/fake_gcp.rs"]
 mod fake_gcp;
 
@@ -18,6 +20,11 @@ use airflow_secrets_sync::store::gcp_secret_manager::{
 use airflow_secrets_sync::store::memory::MemoryStore;
 use airflow_secrets_sync::store::{Placement, Precondition, Store, StoreError, conformance, scan_all};
 
+use airflow_secrets_sync::model::{Connection, Inventory};
+use airflow_secrets_sync::store::azure_key_vault::{AzureKeyVaultConfig, AzureKeyVaultStore};
+use azure_core::http::{ClientOptions, RetryOptions};
+use azure_security_keyvault_secrets::SecretClientOptions;
+use fake_azure::{FakeAzure, FakeCredential, VAULT_URL};
 use fake_gcp::{FakeGcp, VState};
 
 const PROJECT: &str = "test-project";
@@ -353,4 +360,256 @@ async fn gcp_config_from_toml_and_kwargs() {
     assert!(!format!("{cfg:?}").contains(CANARY));
     let bad = serde_json::json!({"connections_prefix": "a/b"});
     assert!(GcpSecretManagerConfig::from_airflow_kwargs(bad.as_object().unwrap()).is_err());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Azure
+// ---------------------------------------------------------------------------------------------
+
+fn azure_options(fake: &FakeAzure) -> SecretClientOptions {
+    // Only the transport differs from production; SDK retries are off so that throttling reaches
+    // the store's error mapping and apply's own retry.
+    SecretClientOptions {
+        client_options: ClientOptions { transport: Some(fake.transport()), retry: RetryOptions::none(), ..Default::default() },
+        ..Default::default()
+    }
+}
+
+fn azure_store(fake: &FakeAzure, cfg: AzureKeyVaultConfig) -> AzureKeyVaultStore {
+    let cfg = AzureKeyVaultConfig { vault_url: format!("{VAULT_URL}/"), ..cfg };
+    AzureKeyVaultStore::with_credential(cfg, Arc::new(FakeCredential), azure_options(fake)).expect("azure store")
+}
+
+fn azure_client(fake: &FakeAzure) -> azure_security_keyvault_secrets::SecretClient {
+    azure_security_keyvault_secrets::SecretClient::new(&format!("{VAULT_URL}/"), Arc::new(FakeCredential), Some(azure_options(fake))).unwrap()
+}
+
+fn http() -> Connection {
+    Connection { conn_type: Some("http".into()), host: Some("h.example.com".into()), ..Default::default() }
+}
+
+#[tokio::test]
+async fn azure_passes_the_conformance_suite() {
+    let fake = FakeAzure::new();
+    let store = azure_store(&fake, AzureKeyVaultConfig::default());
+    conformance::run_all(&store).await;
+    assert!(fake.challenges() >= 1, "the bearer challenge was never exercised");
+}
+
+#[tokio::test]
+async fn azure_backend_names_match_airflow() {
+    let data = testdata("backend_names.json");
+    let mut checked = 0;
+    for case in data["names"].as_array().unwrap() {
+        if case["backend"] != "AzureKeyVaultBackend" {
+            continue;
+        }
+        let config = case["config"].as_str().unwrap();
+        let mut kwargs = case["kwargs"].as_object().unwrap().clone();
+        kwargs.insert("vault_url".into(), "https://example.vault.azure.net/".into());
+        let cfg = AzureKeyVaultConfig::from_airflow_kwargs(&kwargs).unwrap_or_else(|e| panic!("{config}: {e}"));
+        for (id, per_kind) in case["ids"].as_object().unwrap() {
+            for (kind, key) in [(Kind::Connection, "connection"), (Kind::Variable, "variable")] {
+                let item = ItemId::new(kind, id.as_str());
+                // Provider 15.2.1 (Airflow 3.3.2) validates names before any request: our rule.
+                let new = &per_kind[key]["airflow_3.3.2"]["requested"];
+                match cfg.locate(&item) {
+                    Placement::At(name) => assert_eq!(new[0], name.as_str(), "{config}: {item}"),
+                    Placement::Invalid(_) | Placement::Unreachable(_) => assert_eq!(new, "no request", "{config}: {item}"),
+                }
+                // Provider 12.8.1 (Airflow 2.10.5) requests the raw name: same construction.
+                let old = &per_kind[key]["airflow_2.10.5"]["requested"];
+                match cfg.secret_name(kind, id) {
+                    Some(name) => assert_eq!(old[0], name.as_str(), "{config}: {item} (2.10.5)"),
+                    None => assert_eq!(old, "no request", "{config}: {item} (2.10.5)"),
+                }
+                checked += 2;
+            }
+        }
+    }
+    assert!(checked >= 190, "only {checked} vectors checked");
+}
+
+#[tokio::test]
+async fn azure_ids_come_back_from_tags_with_content_types() {
+    let fake = FakeAzure::new();
+    let store = azure_store(&fake, AzureKeyVaultConfig::default());
+    store.write(&Entry::variable("my_var", "v"), &Precondition::Absent).await.unwrap();
+    store.write(&Entry::connection("smtp_default", http()), &Precondition::Absent).await.unwrap();
+    assert_eq!(fake.names(), ["airflow-connections-smtp-default", "airflow-variables-my-var"]);
+    assert_eq!(fake.content_type("airflow-variables-my-var").as_deref(), Some("text/plain"));
+    assert_eq!(fake.content_type("airflow-connections-smtp-default").as_deref(), Some("application/json"));
+    let tags = fake.tags("airflow-variables-my-var");
+    assert_eq!(tags["airflow-id"], "my_var");
+    assert_eq!(tags["managed-by"], "airflow-secrets-sync");
+
+    // Someone else's secret under the prefix: no tags, reported under the name's tail, foreign.
+    let client = azure_client(&fake);
+    let foreign = azure_security_keyvault_secrets::models::SetSecretParameters { value: Some("x".into()), ..Default::default() };
+    client.set_secret("airflow-variables-Their-Key", foreign.try_into().unwrap(), None).await.unwrap();
+
+    let vars = store.scan(Kind::Variable).await.unwrap();
+    let mine = vars.get(&ItemId::variable("my_var")).expect("id recovered from the tag, not the name");
+    assert_eq!(mine.meta.ownership, Ownership::Ours);
+    assert_eq!(mine.meta.name.as_deref(), Some("airflow-variables-my-var"));
+    assert!(!vars.contains(&ItemId::variable("my-var")));
+    assert_eq!(vars.get(&ItemId::variable("Their-Key")).unwrap().meta.ownership, Ownership::Foreign);
+    let conns = store.scan(Kind::Connection).await.unwrap();
+    assert!(conns.contains(&ItemId::connection("smtp_default")));
+    assert!(!conns.contains(&ItemId::connection("my_var")));
+
+    // Writing an id that folds onto a name another id holds is a collision, not an overwrite.
+    let err = store.write(&Entry::variable("MY-var", "clobber"), &Precondition::Any).await.unwrap_err();
+    assert!(matches!(&err, StoreError::Item { error, .. } if error.kind == ItemErrorKind::Collision), "{err}");
+    assert_eq!(fake.value("airflow-variables-my-var").as_deref(), Some("v"));
+    // And an untagged secret is not overwritten without adopt.
+    let err = store.write(&Entry::variable("their_key", "mine now"), &Precondition::Any).await.unwrap_err();
+    assert!(matches!(&err, StoreError::Item { error, .. } if error.kind == ItemErrorKind::NotOwned), "{err}");
+}
+
+#[tokio::test]
+async fn azure_collisions_are_reported_by_the_planner_before_any_write() {
+    let fake = FakeAzure::new();
+    let store = azure_store(&fake, AzureKeyVaultConfig::default());
+    let source = MemoryStore::new("src");
+    for id in ["my_conn", "my-conn", "My-Conn", "other_conn"] {
+        source.write(&Entry::connection(id, http()), &Precondition::Any).await.unwrap();
+    }
+    source.write(&Entry::variable("my_conn", "a variable does not collide with a connection"), &Precondition::Any).await.unwrap();
+    let src = scan_all(&source, &Kind::ALL).await.unwrap();
+    let tgt = scan_all(&store, &Kind::ALL).await.unwrap();
+    let p = plan::diff(&source, &src, &store, &tgt, &policy());
+    let change = |id: &ItemId| p.changes.iter().find(|c| &c.id == id).unwrap();
+    for id in ["my_conn", "my-conn", "My-Conn"] {
+        let c = change(&ItemId::connection(id));
+        assert_eq!(c.action, Action::Error, "{id}");
+        assert_eq!(c.error.as_ref().unwrap().kind, ItemErrorKind::Collision, "{id}");
+    }
+    assert_eq!(change(&ItemId::connection("other_conn")).action, Action::Create);
+    assert_eq!(change(&ItemId::variable("my_conn")).action, Action::Create);
+    let store: Arc<dyn Store> = Arc::new(store);
+    let report = apply::execute(&p, store.clone(), &fast_apply(), Arc::new(NoJournal)).await;
+    assert_eq!(report.created, 2, "{report:?}");
+    assert_eq!(fake.names(), ["airflow-connections-other-conn", "airflow-variables-my-conn"]);
+}
+
+#[tokio::test]
+async fn azure_scan_follows_next_links_25_at_a_time() {
+    let fake = FakeAzure::new();
+    let store = azure_store(&fake, AzureKeyVaultConfig::default());
+    for i in 0..60 {
+        store.write(&Entry::variable(format!("k_{i:02}"), format!("v{i}")), &Precondition::Absent).await.unwrap();
+    }
+    fake.clear_requests();
+    let vars = store.scan(Kind::Variable).await.unwrap();
+    assert_eq!(vars.len(), 60);
+    assert_eq!(variable_value(vars.get(&ItemId::variable("k_42")).unwrap()), "v42");
+    let pages = fake.requests().iter().filter(|r| r.as_str() == "Get /secrets").count();
+    assert_eq!(pages, 3, "{:?}", fake.requests());
+}
+
+#[tokio::test]
+async fn azure_soft_deleted_names_are_recovered_only_when_asked() {
+    let fake = FakeAzure::new();
+    let store = azure_store(&fake, AzureKeyVaultConfig::default());
+    store.write(&Entry::variable("gone", "v1"), &Precondition::Any).await.unwrap();
+    store.delete(&ItemId::variable("gone")).await.unwrap();
+    assert_eq!(fake.deleted_names(), ["airflow-variables-gone"]);
+    // Airflow reads a soft-deleted secret as absent.
+    assert!(store.read(&[ItemId::variable("gone")]).await.unwrap().is_empty());
+    let err = store.write(&Entry::variable("gone", "v2"), &Precondition::Any).await.unwrap_err();
+    match &err {
+        StoreError::Item { error, .. } => {
+            assert_eq!(error.kind, ItemErrorKind::NotRepresentable);
+            assert!(error.detail.contains("recover_soft_deleted"), "{error}");
+        }
+        other => panic!("expected a per-item error, got {other}"),
+    }
+    let recovering = azure_store(&fake, AzureKeyVaultConfig { recover_soft_deleted: true, ..Default::default() });
+    recovering.write(&Entry::variable("gone", "v2"), &Precondition::Any).await.unwrap();
+    assert!(fake.deleted_names().is_empty());
+    assert_eq!(fake.version_count("airflow-variables-gone"), 2);
+    let back = recovering.read(&[ItemId::variable("gone")]).await.unwrap();
+    assert_eq!(variable_value(back.get(&ItemId::variable("gone")).unwrap()), "v2");
+}
+
+#[tokio::test]
+async fn azure_disabled_secrets_are_reported_not_overwritten() {
+    let fake = FakeAzure::new();
+    let store = azure_store(&fake, AzureKeyVaultConfig::default());
+    store.write(&Entry::variable("off", "v1"), &Precondition::Any).await.unwrap();
+    store.write(&Entry::variable("on", "v1"), &Precondition::Any).await.unwrap();
+    // Disabled with the production client (PATCH attributes).
+    let client = azure_client(&fake);
+    let params = azure_security_keyvault_secrets::models::UpdateSecretPropertiesParameters {
+        secret_attributes: Some(azure_security_keyvault_secrets::models::SecretAttributes { enabled: Some(false), ..Default::default() }),
+        ..Default::default()
+    };
+    client.update_secret_properties("airflow-variables-off", params.try_into().unwrap(), None).await.unwrap();
+
+    let inv: Inventory = store.scan(Kind::Variable).await.unwrap();
+    let err = inv.error(&ItemId::variable("off")).expect("a per-item error");
+    assert_eq!(err.kind, ItemErrorKind::Unreadable);
+    assert!(err.detail.contains("disabled"));
+    assert!(inv.get(&ItemId::variable("on")).is_some());
+    let read = store.read(&[ItemId::variable("off")]).await.unwrap();
+    assert_eq!(read.error(&ItemId::variable("off")).unwrap().kind, ItemErrorKind::Unreadable);
+
+    let err = store.write(&Entry::variable("off", "v2"), &Precondition::Any).await.unwrap_err();
+    assert!(matches!(&err, StoreError::Item { error, .. } if error.detail.contains("disabled")), "{err}");
+    assert_eq!(fake.version_count("airflow-variables-off"), 1);
+}
+
+#[tokio::test]
+async fn azure_throttled_apply_completes_after_retries() {
+    let fake = FakeAzure::new();
+    let store: Arc<dyn Store> = Arc::new(azure_store(&fake, AzureKeyVaultConfig::default()));
+    let source = MemoryStore::new("src");
+    for i in 0..3 {
+        source.write(&Entry::variable(format!("t_{i}"), format!("{CANARY}-{i}")), &Precondition::Any).await.unwrap();
+    }
+    let src = scan_all(&source, &Kind::ALL).await.unwrap();
+    let tgt = scan_all(store.as_ref(), &Kind::ALL).await.unwrap();
+    let p = plan::diff(&source, &src, store.as_ref(), &tgt, &policy());
+    fake.throttle_next(4, 0);
+    let report = apply::execute(&p, store.clone(), &fast_apply(), Arc::new(NoJournal)).await;
+    assert!(report.failures.is_empty(), "{report:?}");
+    assert_eq!((report.created, report.verified), (3, 3));
+    assert_eq!(fake.throttled(), 4);
+
+    fake.throttle_next(1, 9);
+    let err = store.write(&Entry::variable("x", CANARY), &Precondition::Any).await.unwrap_err();
+    assert!(matches!(err, StoreError::Throttled { .. }), "{err}");
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(9)));
+    assert!(!format!("{err} {err:?}").contains(CANARY));
+}
+
+#[tokio::test]
+async fn azure_config_from_toml_and_kwargs() {
+    let cfg: AzureKeyVaultConfig = toml::from_str(
+        r#"
+        vault_url = "https://v.vault.azure.net/"
+        variables_prefix = false
+        credential = "managed_identity"
+        managed_identity_client_id = "00000000-0000-0000-0000-000000000001"
+        recover_soft_deleted = true
+        "#,
+    )
+    .unwrap();
+    assert_eq!(cfg.variables_prefix, None);
+    assert!(matches!(cfg.locate(&ItemId::variable("x")), Placement::Unreachable(_)));
+    assert!(toml::from_str::<AzureKeyVaultConfig>("vault_url = \"x\"\nnope = 1").is_err());
+    let kw = serde_json::json!({
+        "vault_url": "https://v.vault.azure.net/",
+        "connections_prefix": "conns_",
+        "tenant_id": "t", "client_id": "c", "client_secret": CANARY,
+        "api_version": "7.4",
+    });
+    let cfg = AzureKeyVaultConfig::from_airflow_kwargs(kw.as_object().unwrap()).unwrap();
+    assert_eq!(cfg.secret_name(Kind::Connection, "a_b").as_deref(), Some("conns--a-b"), "rstrip(sep) leaves the `_`, which then folds to sep");
+    assert!(!format!("{cfg:?}").contains(CANARY));
+    assert!(AzureKeyVaultConfig::from_airflow_kwargs(&serde_json::Map::new()).is_err(), "vault_url is required");
+    // A real credential chain builds without I/O.
+    let store = AzureKeyVaultStore::connect(cfg).unwrap();
+    assert_eq!(store.to_string(), "azure-key-vault:https://v.vault.azure.net");
 }
