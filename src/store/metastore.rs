@@ -25,7 +25,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use sqlx::{AssertSqlSafe, ColumnIndex, ConnectOptions, Decode, Row, Type};
 
 use super::{Capabilities, ConnectionFormat, Precondition, Store, StoreError};
-use crate::airflow::fernet::{AirflowFernet, DecryptError};
+use crate::airflow::fernet::{AirflowFernet, DecryptError, resolve_key};
 use crate::airflow::metastore::{
     Columns, Dialect, MetastoreSchema, MetastoreUrl, parse_sql_alchemy_url, qualified_table, quote_ident,
     validate_schema_name,
@@ -205,54 +205,11 @@ fn build_fernet(
     store: &str,
 ) -> Result<AirflowFernet, StoreError> {
     let fernet_error = |reason: String| StoreError::FernetKey { store: store.to_string(), reason };
-    let resolved = pending_fernet::resolve_key(env, cfg.fernet_key.as_ref(), cfg.fernet_key_cmd.as_deref())
+    let resolved = resolve_key(env, cfg.fernet_key.as_ref(), cfg.fernet_key_cmd.as_deref())
         .map_err(|e| fernet_error(e.to_string()))?;
-    if resolved.key.is_empty() {
-        return Ok(AirflowFernet::null());
-    }
-    AirflowFernet::from_key_string(&resolved.key).map_err(|e| fernet_error(e.to_string()))
-}
-
-/// Stand-in for `crate::airflow::fernet::resolve_key` until the Fernet work lands on main
-/// (same signature and lookup order, spec §2.3). Removed at that merge.
-mod pending_fernet {
-    use crate::airflow::fernet::FernetKeyError;
-    use crate::model::SecretValue;
-
-    pub struct ResolvedKey {
-        pub key: SecretValue,
-    }
-
-    fn run(cmd: &str) -> Result<SecretValue, FernetKeyError> {
-        let argv = shlex::split(cmd).filter(|a| !a.is_empty()).ok_or_else(|| FernetKeyError("fernet_key_cmd: cannot split the command".into()))?;
-        let out = std::process::Command::new(&argv[0])
-            .args(&argv[1..])
-            .output()
-            .map_err(|e| FernetKeyError(format!("fernet_key_cmd: cannot run {}: {e}", argv[0])))?;
-        if !out.status.success() {
-            return Err(FernetKeyError(format!("fernet_key_cmd: {} exited with {}", argv[0], out.status)));
-        }
-        String::from_utf8(out.stdout).map(SecretValue::from).map_err(|_| FernetKeyError("fernet_key_cmd: output is not UTF-8".into()))
-    }
-
-    pub fn resolve_key(
-        env: &dyn Fn(&str) -> Option<String>,
-        cfg_key: Option<&SecretValue>,
-        cfg_cmd: Option<&str>,
-    ) -> Result<ResolvedKey, FernetKeyError> {
-        let key = if let Some(k) = env("AIRFLOW__CORE__FERNET_KEY") {
-            SecretValue::from(k)
-        } else if let Some(c) = env("AIRFLOW__CORE__FERNET_KEY_CMD") {
-            run(&c)?
-        } else if let Some(k) = cfg_key {
-            k.clone()
-        } else if let Some(c) = cfg_cmd {
-            run(c)?
-        } else {
-            SecretValue::default()
-        };
-        Ok(ResolvedKey { key })
-    }
+    tracing::debug!(store, source = %resolved.source, "fernet key resolved");
+    // `fernet()` names the source in its error ("[core] fernet_key: Could not create ...").
+    resolved.fernet().map_err(|e| fernet_error(e.to_string()))
 }
 
 impl MetastoreStore {
@@ -611,6 +568,8 @@ impl Store for MetastoreStore {
             conditional_writes: false,
             read_batch: 10_000,
             write_concurrency: 1,
+            // key / conn_id are case-sensitive on every dialect (MySQL: utf8mb3_bin, spec §1.2).
+            case_insensitive_names: false,
         }
     }
 
