@@ -77,12 +77,38 @@ pub fn resolve_kind(spec: &StoreSpec) -> Result<(String, bool), StoreError> {
     }
 }
 
+/// A store's config: its native table, or (from an Airflow class path) its mapping of
+/// `backend_kwargs`.
+fn config_for<T: DeserializeOwned>(
+    kind: &str,
+    spec: &StoreSpec,
+    from_airflow: bool,
+    from_kwargs: impl Fn(&serde_json::Map<String, serde_json::Value>) -> Result<T, String>,
+) -> Result<T, StoreError> {
+    if from_airflow {
+        from_kwargs(&backend_kwargs(spec)?).map_err(|m| config_error(kind, m))
+    } else {
+        native(kind, spec)
+    }
+}
+
+/// Kwargs whose names are already our keys (LocalFilesystemBackend): deserialize them as they are.
+fn kwargs_as_is<T: DeserializeOwned>(kwargs: &serde_json::Map<String, serde_json::Value>) -> Result<T, String> {
+    serde_json::from_value(serde_json::Value::Object(kwargs.clone())).map_err(|e| e.to_string())
+}
+
 /// Open the store a config table describes.
 pub async fn open(spec: &StoreSpec) -> Result<DynStore, StoreError> {
+    use super::metastore::{MetastoreConfig, MetastoreStore};
     let (kind, from_airflow) = resolve_kind(spec)?;
-    let _ = from_airflow;
-    match kind.as_str() {
+    let k = kind.as_str();
+    match k {
         "memory" => Ok(Arc::new(super::memory::MemoryStore::new("config"))),
+        "metastore" => {
+            // MetastoreBackend takes no kwargs: everything comes from Airflow's own env/config.
+            let cfg: MetastoreConfig = config_for(k, spec, from_airflow, kwargs_as_is)?;
+            Ok(Arc::new(MetastoreStore::open(&cfg).await?))
+        }
         other => Err(config_error(other, format!("unknown store kind {other:?}"))),
     }
 }
