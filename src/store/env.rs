@@ -664,6 +664,10 @@ impl Store for EnvStore {
             }
         };
         let value = self.render(entry)?;
+        if entry.id.kind == Kind::Connection && value.expose_plaintext().trim().is_empty() {
+            // Airflow's `if value:` treats an empty connection value as absent.
+            return Err(self.item_err(&entry.id, ItemErrorKind::NotRepresentable, "the connection encodes to an empty value"));
+        }
         quote_env_value(value.expose_plaintext(), self.compose_safe)
             .map_err(|why| self.item_err(&entry.id, ItemErrorKind::NotRepresentable, format!("the value cannot be written to a .env file: {why}")))?;
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
