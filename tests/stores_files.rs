@@ -10,7 +10,7 @@ use std::process::Command;
 use airflow_secrets_sync::model::{Connection, Entry, ItemErrorKind, ItemId, Kind};
 use airflow_secrets_sync::store::env::{self, EnvConfig, EnvConnectionFormat, EnvSource, EnvStore};
 use airflow_secrets_sync::store::local_files::{self, LocalFilesConfig, LocalFilesStore};
-use airflow_secrets_sync::store::{conformance, Placement, Precondition, Store, StoreError};
+use airflow_secrets_sync::store::{Placement, Precondition, Store, StoreError, conformance};
 
 fn local(vars: Option<&Path>, conns: Option<&Path>) -> LocalFilesStore {
     LocalFilesStore::new(&LocalFilesConfig {
@@ -22,7 +22,8 @@ fn local(vars: Option<&Path>, conns: Option<&Path>) -> LocalFilesStore {
 
 fn env_file(dir: &tempfile::TempDir, format: EnvConnectionFormat) -> (EnvStore, PathBuf) {
     let path = dir.path().join("airflow.env");
-    let cfg = EnvConfig { source: EnvSource::File, path: Some(path.clone()), connection_format: format, compose_safe: false };
+    let cfg =
+        EnvConfig { source: EnvSource::File, path: Some(path.clone()), connection_format: format, compose_safe: false };
     (EnvStore::new(&cfg).expect("valid config"), path)
 }
 
@@ -232,7 +233,12 @@ async fn env_file_refuses_what_sh_cannot_read_back() {
     assert!(!path.exists(), "refused writes must not create the file");
 
     // compose_safe also refuses a trailing backslash (compose-go reads `\'` as an escaped quote).
-    let cfg = EnvConfig { source: EnvSource::File, path: Some(path.clone()), connection_format: EnvConnectionFormat::Json, compose_safe: true };
+    let cfg = EnvConfig {
+        source: EnvSource::File,
+        path: Some(path.clone()),
+        connection_format: EnvConnectionFormat::Json,
+        compose_safe: true,
+    };
     let strict = EnvStore::new(&cfg).unwrap();
     let e = Entry::variable("trailing", "C:\\dir\\");
     let err = strict.write(&e, &Precondition::Any).await.unwrap_err();
@@ -307,7 +313,8 @@ async fn env_file_reading_uses_dotenv_semantics_and_hides_values_in_errors() {
 
 #[test]
 fn env_config_parses_from_toml_and_checks_the_source() {
-    let cfg: EnvConfig = toml::from_str("source = \"file\"\npath = \"/tmp/x.env\"\nconnection_format = \"uri\"").unwrap();
+    let cfg: EnvConfig =
+        toml::from_str("source = \"file\"\npath = \"/tmp/x.env\"\nconnection_format = \"uri\"").unwrap();
     assert_eq!(cfg.connection_format, EnvConnectionFormat::Uri);
     let store = EnvStore::new(&cfg).unwrap();
     assert_eq!(store.to_string(), "env-file:/tmp/x.env");
@@ -330,9 +337,16 @@ fn local_config_checks_extensions_and_paths() {
     assert!(caps.empty_variables && !caps.connection_description);
     let bad = LocalFilesConfig { variables_file_path: Some("/x/v.toml".into()), connections_file_path: None };
     assert!(matches!(LocalFilesStore::new(&bad), Err(StoreError::Config { .. })));
-    let same = LocalFilesConfig { variables_file_path: Some("/x/a.json".into()), connections_file_path: Some("/x/a.json".into()) };
+    let same = LocalFilesConfig {
+        variables_file_path: Some("/x/a.json".into()),
+        connections_file_path: Some("/x/a.json".into()),
+    };
     assert!(matches!(LocalFilesStore::new(&same), Err(StoreError::Config { .. })));
-    let only_vars = LocalFilesStore::new(&LocalFilesConfig { variables_file_path: Some("/x/v.json".into()), connections_file_path: None }).unwrap();
+    let only_vars = LocalFilesStore::new(&LocalFilesConfig {
+        variables_file_path: Some("/x/v.json".into()),
+        connections_file_path: None,
+    })
+    .unwrap();
     assert!(matches!(only_vars.locate(&ItemId::connection("c")), Placement::Unreachable(_)));
 }
 
@@ -366,18 +380,63 @@ async fn local_json_is_sorted_and_keeps_foreign_entries() {
     let text = std::fs::read_to_string(&path).unwrap();
     let back: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(back, serde_json::json!({"alpha": "a\"\n\u{e9}", "num": 5, "obj": {"a": [1, 2]}, "zeta": "z"}));
-    let keys: Vec<usize> = ["alpha", "num", "obj", "zeta"].iter().map(|k| text.find(&format!("\"{k}\"")).unwrap()).collect();
+    let keys: Vec<usize> =
+        ["alpha", "num", "obj", "zeta"].iter().map(|k| text.find(&format!("\"{k}\"")).unwrap()).collect();
     assert!(keys.windows(2).all(|w| w[0] < w[1]), "keys are not sorted:\n{text}");
 }
 
 /// Values YAML 1.1 would retype if they were written plain.
 const YAML_QUIRKS: &[&str] = &[
-    "yes", "no", "on", "off", "Y", "true", "NULL", "null", "~", "", "0123", "0o17", "0x1F", "1e3", "1_000", "1.5",
-    ".inf", ".nan", "190:20:30", "2001-12-14", "2001-12-14 21:59:43.10 -5", "<<", "=", "- item", "key: value",
-    "#comment", "@at", "`tick", "%pct", "!tag", "&anchor", "*alias", "{a: 1}", "[1, 2]", " leading", "trailing ",
-    "quote\"s and 'single'", "back\\slash", "multi\nline\r\n", "tab\there", "nul\0byte", "bell\x07",
-    "del\x7f", "nel\u{85}", "ls\u{2028}ps\u{2029}", "bom\u{feff}", "nonchar\u{fffe}\u{ffff}", "emoji\u{1f600}",
-    "c1\u{9f}", "nbsp\u{a0}",
+    "yes",
+    "no",
+    "on",
+    "off",
+    "Y",
+    "true",
+    "NULL",
+    "null",
+    "~",
+    "",
+    "0123",
+    "0o17",
+    "0x1F",
+    "1e3",
+    "1_000",
+    "1.5",
+    ".inf",
+    ".nan",
+    "190:20:30",
+    "2001-12-14",
+    "2001-12-14 21:59:43.10 -5",
+    "<<",
+    "=",
+    "- item",
+    "key: value",
+    "#comment",
+    "@at",
+    "`tick",
+    "%pct",
+    "!tag",
+    "&anchor",
+    "*alias",
+    "{a: 1}",
+    "[1, 2]",
+    " leading",
+    "trailing ",
+    "quote\"s and 'single'",
+    "back\\slash",
+    "multi\nline\r\n",
+    "tab\there",
+    "nul\0byte",
+    "bell\x07",
+    "del\x7f",
+    "nel\u{85}",
+    "ls\u{2028}ps\u{2029}",
+    "bom\u{feff}",
+    "nonchar\u{fffe}\u{ffff}",
+    "emoji\u{1f600}",
+    "c1\u{9f}",
+    "nbsp\u{a0}",
 ];
 
 #[tokio::test]
@@ -455,7 +514,9 @@ async fn local_env_is_read_with_airflow_rules() {
     assert_eq!(variable_value(&inv, "c"), "'quoted'", "no quote removal in Airflow's format");
     assert_eq!(variable_value(&inv, "d"), "export");
 
-    for (text, what) in [("k=canary-5\nk=canary-6\n", "more than once"), ("k=\n", "empty value"), ("canary-7\n", "no '='")] {
+    for (text, what) in
+        [("k=canary-5\nk=canary-6\n", "more than once"), ("k=\n", "empty value"), ("canary-7\n", "no '='")]
+    {
         std::fs::write(&path, text).unwrap();
         let err = store.scan(Kind::Variable).await.unwrap_err();
         assert!(matches!(err, StoreError::Schema { .. }), "{err}");
@@ -469,7 +530,14 @@ async fn local_env_round_trips_through_the_airflow_parser() {
     let path = dir.path().join("variables.env");
     std::fs::write(&path, "# kept\nother=1\n").unwrap();
     let store = local(Some(&path), None);
-    let values = [("spaces", "  a b  "), ("eq", "x=y"), ("quotes", "'q' \"d\""), ("hash", "#x"), ("dollar", "$HOME"), ("tab", "\t")];
+    let values = [
+        ("spaces", "  a b  "),
+        ("eq", "x=y"),
+        ("quotes", "'q' \"d\""),
+        ("hash", "#x"),
+        ("dollar", "$HOME"),
+        ("tab", "\t"),
+    ];
     write_all(&store, &values.map(|(k, v)| Entry::variable(k, v))).await;
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.starts_with("# kept\nother=1\n"), "{text}");
@@ -495,14 +563,23 @@ async fn local_env_refuses_what_airflow_cannot_read() {
         assert!(!err.to_string().contains(canary), "{err}");
     }
     let e = Entry::variable("empty", "");
-    assert_eq!(item_error_kind(&store.write(&e, &Precondition::Any).await.unwrap_err(), &e.id), ItemErrorKind::NotRepresentable);
+    assert_eq!(
+        item_error_kind(&store.write(&e, &Precondition::Any).await.unwrap_err(), &e.id),
+        ItemErrorKind::NotRepresentable
+    );
     for id in ["#hash", "  #indented", "a=b", "line\nbreak", "ls\u{2028}"] {
         let e = Entry::variable(id, "v");
         assert!(matches!(store.locate(&e.id), Placement::Invalid(_)), "{id:?}");
-        assert_eq!(item_error_kind(&store.write(&e, &Precondition::Any).await.unwrap_err(), &e.id), ItemErrorKind::InvalidName);
+        assert_eq!(
+            item_error_kind(&store.write(&e, &Precondition::Any).await.unwrap_err(), &e.id),
+            ItemErrorKind::InvalidName
+        );
     }
     let c = Entry::connection("a=b", Connection { conn_type: Some("http".into()), ..Default::default() });
-    assert_eq!(item_error_kind(&store.write(&c, &Precondition::Any).await.unwrap_err(), &c.id), ItemErrorKind::InvalidName);
+    assert_eq!(
+        item_error_kind(&store.write(&c, &Precondition::Any).await.unwrap_err(), &c.id),
+        ItemErrorKind::InvalidName
+    );
     store.flush().await.unwrap();
     assert!(!path.exists(), "nothing was accepted, so nothing was written");
 }
@@ -510,11 +587,9 @@ async fn local_env_refuses_what_airflow_cannot_read() {
 #[tokio::test]
 async fn broken_files_are_store_errors_without_values() {
     let dir = tempfile::tempdir().unwrap();
-    for (name, text) in [
-        ("v.json", "{\"k\": \"canary-9\""),
-        ("v.yaml", "k: \"canary-9\n  - [\n"),
-        ("l.json", "[\"canary-9\"]"),
-    ] {
+    for (name, text) in
+        [("v.json", "{\"k\": \"canary-9\""), ("v.yaml", "k: \"canary-9\n  - [\n"), ("l.json", "[\"canary-9\"]")]
+    {
         let path = dir.path().join(name);
         std::fs::write(&path, text).unwrap();
         let store = local(Some(&path), None);

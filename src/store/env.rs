@@ -259,9 +259,10 @@ impl EnvStore {
         let mut add = |name: OsString, value: OsString| {
             // Non-UTF-8 names cannot be an id we can name; Airflow (surrogateescape) would see garbage.
             let Ok(name) = name.into_string() else { return };
-            let value = value.into_string().map(SecretValue::from).map_err(|_| {
-                ItemError::new(ItemErrorKind::Unparseable, "the value is not valid UTF-8")
-            });
+            let value = value
+                .into_string()
+                .map(SecretValue::from)
+                .map_err(|_| ItemError::new(ItemErrorKind::Unparseable, "the value is not valid UTF-8"));
             out.insert(name, value);
         };
         match &self.source {
@@ -279,9 +280,7 @@ impl EnvStore {
     fn decode(&self, id: ItemId, name: &str, value: &SecretValue) -> Option<Result<Entry, ItemError>> {
         let meta = Meta { name: Some(name.to_string()), ..Meta::default() };
         match id.kind {
-            Kind::Variable => {
-                Some(Ok(Entry { id, value: Value::Variable(Variable::new(value.clone())), meta }))
-            }
+            Kind::Variable => Some(Ok(Entry { id, value: Value::Variable(Variable::new(value.clone())), meta })),
             Kind::Connection => {
                 if value.is_empty() {
                     return None;
@@ -627,7 +626,8 @@ impl Store for EnvStore {
         }
         for (id, name) in unreachable {
             if !inv.contains(&id) {
-                let detail = format!("{name} has lower-case letters; Airflow looks up the upper-cased id and never reads it");
+                let detail =
+                    format!("{name} has lower-case letters; Airflow looks up the upper-cased id and never reads it");
                 inv.insert_error(id, ItemError::new(ItemErrorKind::Unreachable, detail));
             }
         }
@@ -666,10 +666,19 @@ impl Store for EnvStore {
         let value = self.render(entry)?;
         if entry.id.kind == Kind::Connection && value.expose_plaintext().trim().is_empty() {
             // Airflow's `if value:` treats an empty connection value as absent.
-            return Err(self.item_err(&entry.id, ItemErrorKind::NotRepresentable, "the connection encodes to an empty value"));
+            return Err(self.item_err(
+                &entry.id,
+                ItemErrorKind::NotRepresentable,
+                "the connection encodes to an empty value",
+            ));
         }
-        quote_env_value(value.expose_plaintext(), self.compose_safe)
-            .map_err(|why| self.item_err(&entry.id, ItemErrorKind::NotRepresentable, format!("the value cannot be written to a .env file: {why}")))?;
+        quote_env_value(value.expose_plaintext(), self.compose_safe).map_err(|why| {
+            self.item_err(
+                &entry.id,
+                ItemErrorKind::NotRepresentable,
+                format!("the value cannot be written to a .env file: {why}"),
+            )
+        })?;
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(Pending::Set { id, .. }) = pending.get(&name)
             && *id != entry.id
@@ -718,7 +727,11 @@ impl Store for EnvStore {
             if let Pending::Set { id, value } = p
                 && !matches!(back.get(name), Some(Ok(v)) if v == value)
             {
-                return Err(self.item_err(id, ItemErrorKind::NotRepresentable, "the written line does not read back the same"));
+                return Err(self.item_err(
+                    id,
+                    ItemErrorKind::NotRepresentable,
+                    "the written line does not read back the same",
+                ));
             }
         }
         write_atomically(self, path, &new_text)?;
@@ -751,7 +764,8 @@ mod tests {
 
     #[test]
     fn collisions_group_ids_that_share_a_name() {
-        let ids = [ItemId::variable("foo"), ItemId::variable("FOO"), ItemId::variable("bar"), ItemId::connection("foo")];
+        let ids =
+            [ItemId::variable("foo"), ItemId::variable("FOO"), ItemId::variable("bar"), ItemId::connection("foo")];
         assert_eq!(collisions(&ids), vec![vec![ItemId::variable("FOO"), ItemId::variable("foo")]]);
     }
 

@@ -221,7 +221,12 @@ impl LocalFilesStore {
         Ok(())
     }
 
-    fn flush_side(&self, kind: Kind, side: &FileSide, changes: &BTreeMap<String, Option<Entry>>) -> Result<(), StoreError> {
+    fn flush_side(
+        &self,
+        kind: Kind,
+        side: &FileSide,
+        changes: &BTreeMap<String, Option<Entry>>,
+    ) -> Result<(), StoreError> {
         let text = read_text(self, &side.path)?.unwrap_or_default();
         let mut rendered: BTreeMap<String, Option<Rendered>> = BTreeMap::new();
         for (key, change) in changes {
@@ -314,7 +319,9 @@ impl Store for LocalFilesStore {
                 return Placement::Invalid("an id with a line-break character cannot be a .env key".into());
             }
             if id.id.trim_start_matches(py_isspace).starts_with('#') {
-                return Placement::Invalid("an id starting with '#' reads as a comment in Airflow's .env format".into());
+                return Placement::Invalid(
+                    "an id starting with '#' reads as a comment in Airflow's .env format".into(),
+                );
             }
         }
         Placement::At(id.id.clone())
@@ -441,11 +448,7 @@ fn json_type(v: &Json) -> &'static str {
 /// Airflow's `_create_connection` for a dict: `extra_dejson` (exclusive with `extra`) becomes
 /// `extra`; a `conn_id` key must equal the file's key; a `uri` key alone is a URI; the rest is
 /// `Connection(**dict)`, read by the codec's field reader (which refuses unknown keys).
-fn connection_from_dict(
-    key: &str,
-    mut m: Map<String, Json>,
-    reader: Reader,
-) -> Result<Connection, String> {
+fn connection_from_dict(key: &str, mut m: Map<String, Json>, reader: Reader) -> Result<Connection, String> {
     if let Some(conn_id) = m.remove("conn_id")
         && conn_id.as_str() != Some(key)
     {
@@ -741,8 +744,24 @@ fn parse_yaml(text: &str) -> Result<Vec<(YNode, YNode)>, String> {
 pub fn yaml11_type(s: &str) -> Option<&'static str> {
     if matches!(
         s,
-        "yes" | "Yes" | "YES" | "no" | "No" | "NO" | "true" | "True" | "TRUE" | "false" | "False" | "FALSE"
-            | "on" | "On" | "ON" | "off" | "Off" | "OFF"
+        "yes"
+            | "Yes"
+            | "YES"
+            | "no"
+            | "No"
+            | "NO"
+            | "true"
+            | "True"
+            | "TRUE"
+            | "false"
+            | "False"
+            | "FALSE"
+            | "on"
+            | "On"
+            | "ON"
+            | "off"
+            | "Off"
+            | "OFF"
     ) {
         return Some("a bool");
     }
@@ -846,7 +865,10 @@ fn is_yaml11_float(s: &str) -> bool {
     let exponent = |c: &mut Cur<'_>| {
         // `(?:[eE][-+][0-9]+)?`
         let save = c.i;
-        if c.eat(|x| x == b'e' || x == b'E') && c.eat(|x| x == b'-' || x == b'+') && c.eat_all(|x| x.is_ascii_digit()) > 0 {
+        if c.eat(|x| x == b'e' || x == b'E')
+            && c.eat(|x| x == b'-' || x == b'+')
+            && c.eat_all(|x| x.is_ascii_digit()) > 0
+        {
             return;
         }
         c.i = save;
@@ -859,27 +881,32 @@ fn is_yaml11_float(s: &str) -> bool {
         f(&mut c) && c.done()
     };
     try_form(true, &|c| {
-        c.eat(|x| x.is_ascii_digit()) && {
-            c.eat_all(digit_or_underscore);
-            c.eat(|x| x == b'.')
-        } && {
-            c.eat_all(digit_or_underscore);
-            exponent(c);
-            true
-        }
+        c.eat(|x| x.is_ascii_digit())
+            && {
+                c.eat_all(digit_or_underscore);
+                c.eat(|x| x == b'.')
+            }
+            && {
+                c.eat_all(digit_or_underscore);
+                exponent(c);
+                true
+            }
     }) || try_form(false, &|c| {
         c.eat(|x| x == b'.') && c.eat_all(digit_or_underscore) > 0 && {
             exponent(c);
             true
         }
     }) || try_form(true, &|c| {
-        c.eat(|x| x.is_ascii_digit()) && {
-            c.eat_all(digit_or_underscore);
-            c.sexagesimal()
-        } && c.eat(|x| x == b'.') && {
-            c.eat_all(digit_or_underscore);
-            true
-        }
+        c.eat(|x| x.is_ascii_digit())
+            && {
+                c.eat_all(digit_or_underscore);
+                c.sexagesimal()
+            }
+            && c.eat(|x| x == b'.')
+            && {
+                c.eat_all(digit_or_underscore);
+                true
+            }
     }) || try_form(true, &|c| c.eat_str(".inf") || c.eat_str(".Inf") || c.eat_str(".INF"))
         || try_form(false, &|c| c.eat_str(".nan") || c.eat_str(".NaN") || c.eat_str(".NAN"))
 }
@@ -905,7 +932,12 @@ fn is_yaml11_timestamp(s: &str) -> bool {
     if !(c.eat(|x| x == b'T' || x == b't') || c.eat_all(|x| x == b' ' || x == b'\t') > 0) {
         return false;
     }
-    if !(digits(&mut c, 1, 2) && c.eat(|x| x == b':') && digits(&mut c, 2, 2) && c.eat(|x| x == b':') && digits(&mut c, 2, 2)) {
+    if !(digits(&mut c, 1, 2)
+        && c.eat(|x| x == b':')
+        && digits(&mut c, 2, 2)
+        && c.eat(|x| x == b':')
+        && digits(&mut c, 2, 2))
+    {
         return false;
     }
     if c.eat(|x| x == b'.') {
@@ -932,7 +964,9 @@ fn yaml_to_json(node: &YNode) -> Result<Json, String> {
         YNode::Int(i) => int_json(*i)?,
         YNode::Float(f) => float_json(*f)?,
         YNode::Plain(s) => match yaml11_type(s) {
-            Some("a bool") => Json::Bool(matches!(s.as_str(), "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On" | "ON")),
+            Some("a bool") => {
+                Json::Bool(matches!(s.as_str(), "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On" | "ON"))
+            }
             Some("null") => Json::Null,
             Some("an int") => int_json(yaml11_int_value(s).ok_or("an int out of range")?)?,
             Some("a float") => float_json(yaml11_float_value(s).ok_or("a float")?)?,
@@ -1201,10 +1235,26 @@ mod tests {
         for s in ["yes", "No", "ON", "off", "~", "null", "", "0123", "0b101", "0x1F", "1_000", "190:20:30", "-12"] {
             assert!(yaml11_type(s).is_some(), "{s:?} should not be a string");
         }
-        for s in ["1.5", "1.", "-1.5e+3", ".5", "190:20:30.15", ".inf", "-.Inf", ".NaN", "2001-12-14", "2001-12-14t21:59:43.10-05:00", "2001-12-14 21:59:43.10 -5", "<<", "="] {
+        for s in [
+            "1.5",
+            "1.",
+            "-1.5e+3",
+            ".5",
+            "190:20:30.15",
+            ".inf",
+            "-.Inf",
+            ".NaN",
+            "2001-12-14",
+            "2001-12-14t21:59:43.10-05:00",
+            "2001-12-14 21:59:43.10 -5",
+            "<<",
+            "=",
+        ] {
             assert!(yaml11_type(s).is_some(), "{s:?} should not be a string");
         }
-        for s in ["1e3", "1E3", "0o17", "y", "n", "089", "1.5e3", "abc", ".", "+.nan", "2001-1-1", "12:70", "0x", "True1"] {
+        for s in
+            ["1e3", "1E3", "0o17", "y", "n", "089", "1.5e3", "abc", ".", "+.nan", "2001-1-1", "12:70", "0x", "True1"]
+        {
             assert_eq!(yaml11_type(s), None, "{s:?} should be a string");
         }
         assert_eq!(yaml11_int_value("0123"), Some(83));
