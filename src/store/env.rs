@@ -76,8 +76,9 @@ pub struct EnvConfig {
     pub path: Option<PathBuf>,
     #[serde(default)]
     pub connection_format: EnvConnectionFormat,
-    /// Also refuse values docker compose misreads (a quoted value ending in a backslash: compose-go
-    /// takes `\"` / `\'` for an escaped closing quote). Off by default: sh and dotenvy read them fine.
+    /// Also refuse values docker compose (compose-go) misreads: one ending in a backslash (read as an
+    /// escaped closing quote) or needing double quotes and ending in `"` (older compose-go trims it).
+    /// Off by default: sh and dotenvy read them fine.
     #[serde(default)]
     pub compose_safe: bool,
 }
@@ -152,12 +153,19 @@ pub fn id_from_env_name(name: &str) -> Option<EnvName> {
 /// - Otherwise double quotes, escaping only `\`, `"` and `$` (the three escapes sh, dotenvy and compose
 ///   all undo). A backtick cannot be written there: sh runs it, and `` \` `` is an error in dotenvy.
 /// - NUL can never be in an environment.
+///
+/// docker compose (compose-go) reads all of these the same, except a value ending in `\` (and, in
+/// older releases, a double-quoted one ending in `"`); `compose_safe` refuses those.
 pub fn quote_env_value(value: &str, compose_safe: bool) -> Result<String, &'static str> {
     if value.contains('\0') {
         return Err("it contains a NUL character, which no environment variable can hold");
     }
     if compose_safe && value.ends_with('\\') {
         return Err("it ends with a backslash, which docker compose reads as an escaped closing quote");
+    }
+    if compose_safe && value.contains('\'') && value.ends_with('"') {
+        // Needs double quotes, and older compose-go trims every trailing `"` of a quoted value.
+        return Err("it has a single quote and ends with a double quote, which docker compose misreads");
     }
     if !value.contains('\'') && !value.ends_with('\\') {
         return Ok(format!("'{value}'"));
@@ -804,6 +812,8 @@ mod tests {
         assert_eq!(quote_env_value("it's $x \\", false).unwrap(), "\"it's \\$x \\\\\"");
         assert_eq!(quote_env_value("x\\", false).unwrap(), "\"x\\\\\"");
         assert!(quote_env_value("x\\", true).is_err());
+        assert!(quote_env_value("it's \"q\"", true).is_err());
+        assert!(quote_env_value("plain \"q\"", true).is_ok());
         assert!(quote_env_value("it's `cmd`", false).is_err());
         assert!(quote_env_value("nul\0", false).is_err());
     }
