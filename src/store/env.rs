@@ -468,7 +468,11 @@ fn split_statements(text: &str) -> Vec<Statement<'_>> {
         }
     }
     if start < text.len() {
-        out.push(statement(&text[start..], start_line));
+        // Unterminated at end of file: dotenvy yields an error for it, even when it is blank
+        // (`"  "` without a newline ends in its WhiteSpace state).
+        let mut last = statement(&text[start..], start_line);
+        last.is_item = true;
+        out.push(last);
     }
     out
 }
@@ -793,6 +797,15 @@ mod tests {
             ]
         );
         assert_eq!(st.iter().map(|s| s.text).collect::<String>(), text);
+    }
+
+    #[test]
+    fn statements_align_with_dotenvy_items() {
+        for text in ["A=1\n   ", "A=1 ", "A='open\nB=2", "# only\n", "\n\n", "A=1\nB", "export A=1\n  # c\nB=\"x\ny\""]
+        {
+            let items = split_statements(text).into_iter().filter(|s| s.is_item).count();
+            assert_eq!(items, dotenvy::from_read_iter(text.as_bytes()).count(), "{text:?}");
+        }
     }
 
     #[test]
