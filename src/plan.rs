@@ -318,6 +318,12 @@ fn refusal(caps: &Capabilities, entry: &Entry) -> Option<ItemError> {
     {
         return Some(ItemError::new(ItemErrorKind::NotRepresentable, "an empty variable cannot be stored in the target"));
     }
+    if let Value::Variable(v) = &entry.value
+        && !caps.variable_line_breaks
+        && v.value.expose_plaintext().chars().any(crate::store::local_files::is_py_line_break)
+    {
+        return Some(ItemError::new(ItemErrorKind::NotRepresentable, "a value with a line break cannot be stored in the target"));
+    }
     if let Some(limit) = caps.max_value_bytes {
         let size = encoded_size(caps, entry);
         if size > limit {

@@ -293,6 +293,7 @@ impl Store for LocalFilesStore {
         caps.variables = self.variables.is_some();
         caps.connections = self.connections.is_some();
         caps.empty_variables = self.variables.as_ref().is_none_or(|s| s.format != FileFormat::Env);
+        caps.variable_line_breaks = caps.empty_variables;
         let conn_env = self.connections.as_ref().is_some_and(|s| s.format == FileFormat::Env);
         caps.connection_format = if conn_env { ConnectionFormat::Uri } else { ConnectionFormat::Fields };
         caps.connection_description = !conn_env;

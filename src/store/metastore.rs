@@ -560,6 +560,7 @@ impl Store for MetastoreStore {
             connections: true,
             max_value_bytes: None,
             empty_variables: true,
+            variable_line_breaks: true,
             connection_format: ConnectionFormat::Fields,
             connection_description: true,
             variable_description: true,

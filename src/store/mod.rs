@@ -52,6 +52,8 @@ pub struct Capabilities {
     pub max_value_bytes: Option<usize>,
     /// Whether an empty variable value can be stored and read back as found.
     pub empty_variables: bool,
+    /// Whether a variable value may contain line breaks (Airflow's `.env` format cannot hold them).
+    pub variable_line_breaks: bool,
     pub connection_format: ConnectionFormat,
     /// Whether a connection's description survives a round trip.
     pub connection_description: bool,
@@ -79,6 +81,7 @@ impl Capabilities {
             connections: true,
             max_value_bytes: None,
             empty_variables: true,
+            variable_line_breaks: true,
             connection_format: ConnectionFormat::Fields,
             connection_description: true,
             variable_description: false,

@@ -97,18 +97,50 @@ fn kwargs_as_is<T: DeserializeOwned>(kwargs: &serde_json::Map<String, serde_json
     serde_json::from_value(serde_json::Value::Object(kwargs.clone())).map_err(|e| e.to_string())
 }
 
-/// Open the store a config table describes.
-pub async fn open(spec: &StoreSpec) -> Result<DynStore, StoreError> {
-    use super::metastore::{MetastoreConfig, MetastoreStore};
+/// A store's parsed configuration: what `open` builds from, and what `config check` shows.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StoreConfig {
+    Memory,
+    Metastore(super::metastore::MetastoreConfig),
+    Env(super::env::EnvConfig),
+    LocalFiles(super::local_files::LocalFilesConfig),
+}
+
+/// Parse a store table without connecting to anything.
+pub fn parse(spec: &StoreSpec) -> Result<StoreConfig, StoreError> {
     let (kind, from_airflow) = resolve_kind(spec)?;
     let k = kind.as_str();
-    match k {
-        "memory" => Ok(Arc::new(super::memory::MemoryStore::new("config"))),
-        "metastore" => {
-            // MetastoreBackend takes no kwargs: everything comes from Airflow's own env/config.
-            let cfg: MetastoreConfig = config_for(k, spec, from_airflow, kwargs_as_is)?;
-            Ok(Arc::new(MetastoreStore::open(&cfg).await?))
+    Ok(match k {
+        "memory" => StoreConfig::Memory,
+        // MetastoreBackend takes no kwargs: everything comes from Airflow's own env/config.
+        "metastore" => StoreConfig::Metastore(config_for(k, spec, from_airflow, kwargs_as_is)?),
+        // EnvironmentVariablesBackend takes no kwargs: the process environment.
+        "env" => StoreConfig::Env(config_for(k, spec, from_airflow, kwargs_as_is)?),
+        // LocalFilesystemBackend's kwargs are our keys (variables_file_path, connections_file_path).
+        "local_files" => StoreConfig::LocalFiles(config_for(k, spec, from_airflow, kwargs_as_is)?),
+        "vault" | "aws_secrets_manager" | "aws_ssm" | "gcp_secret_manager" | "azure_key_vault" => {
+            return Err(config_error(k, format!("the {k} store is not built into this binary (cargo feature off)")));
         }
-        other => Err(config_error(other, format!("unknown store kind {other:?}"))),
-    }
+        other => {
+            return Err(config_error(
+                other,
+                format!("unknown store kind {other:?}; known: metastore, env, local_files, vault, aws_secrets_manager, aws_ssm"),
+            ));
+        }
+    })
+}
+
+/// Open the store a config table describes.
+pub async fn open(spec: &StoreSpec) -> Result<DynStore, StoreError> {
+    open_config(parse(spec)?).await
+}
+
+pub async fn open_config(cfg: StoreConfig) -> Result<DynStore, StoreError> {
+    Ok(match cfg {
+        StoreConfig::Memory => Arc::new(super::memory::MemoryStore::new("config")),
+        StoreConfig::Metastore(c) => Arc::new(super::metastore::MetastoreStore::open(&c).await?),
+        StoreConfig::Env(c) => Arc::new(super::env::EnvStore::new(&c)?),
+        StoreConfig::LocalFiles(c) => Arc::new(super::local_files::LocalFilesStore::new(&c)?),
+    })
 }
