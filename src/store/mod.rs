@@ -19,6 +19,8 @@ pub mod memory;
 pub mod metastore;
 #[cfg(feature = "vault")]
 pub mod vault;
+#[cfg(any(feature = "aws-sm", feature = "aws-ssm"))]
+pub mod aws_common;
 #[cfg(feature = "aws-sm")]
 pub mod aws_secrets_manager;
 #[cfg(feature = "aws-ssm")]
