@@ -482,6 +482,10 @@ impl AwsSecretsManagerStore {
                 }
             }
         };
+        if value.is_empty() {
+            // Only a variable can be empty (checked above); a codec never yields "" for a connection.
+            return Err(item_err(self, &entry.id, ItemErrorKind::NotRepresentable, "an empty value cannot be stored in Secrets Manager"));
+        }
         if value.len() > MAX_SECRET_BYTES {
             return Err(item_err(
                 self,

@@ -370,6 +370,10 @@ impl AwsSsmStore {
                 AwsConnectionFormat::Uri => connection::to_uri(c),
             },
         };
+        if value.is_empty() {
+            // Only a variable can be empty (checked above); a codec never yields "" for a connection.
+            return Err(item_err(self, &entry.id, ItemErrorKind::NotRepresentable, "an empty value cannot be stored in SSM"));
+        }
         if value.len() > self.limit() {
             let hint = if self.cfg.allow_advanced_tier || value.len() > ADVANCED_MAX_BYTES {
                 String::new()
