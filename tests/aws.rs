@@ -336,6 +336,9 @@ async fn secrets_manager_tags_what_it_creates_and_refuses_foreign_secrets() {
     assert!(tags.contains(&("airflow-id", "tagged")), "{tags:?}");
 
     raw.create_secret().name("airflow/variables/foreign").secret_string("theirs").send().await.unwrap();
+    let inv = store.scan(Kind::Variable).await.unwrap();
+    assert_eq!(inv.get(&ItemId::variable("tagged")).unwrap().meta.ownership, Ownership::Ours);
+    assert_eq!(inv.get(&ItemId::variable("foreign")).unwrap().meta.ownership, Ownership::Foreign);
     let err = store.write(&Entry::variable("foreign", "ours"), &Precondition::Any).await.unwrap_err();
     assert_eq!(item_kind(&err), ItemErrorKind::Collision);
     assert!(err.to_string().contains("adopt"), "{err}");
@@ -493,6 +496,23 @@ async fn secrets_manager_deletes_with_a_recovery_window_and_pending_names_block_
     assert!(d.deleted_date().is_none(), "restored");
     let inv = store.read(std::slice::from_ref(&id)).await.unwrap();
     assert_eq!(inv.get(&id).unwrap().as_variable().unwrap().value.expose_plaintext(), "two");
+}
+
+// ---------------------------------------------------------------- credentials
+
+/// `role_arn` assumes the role through STS (moto's, via `sts_endpoint_url`) with the configured
+/// static keys, and the store then works with the role's credentials.
+#[tokio::test]
+async fn role_arn_assumes_the_role_through_sts() {
+    let moto = MotoServer::start();
+    let store = sm_store(
+        &moto.endpoint(),
+        json!({"role_arn": "arn:aws:iam::123456789012:role/airflow-sync", "sts_endpoint_url": moto.endpoint()}),
+    )
+    .await;
+    store.write(&Entry::variable("via_role", "v"), &Precondition::Any).await.expect("write with the assumed role");
+    let inv = store.read(&[ItemId::variable("via_role")]).await.unwrap();
+    assert!(inv.get(&ItemId::variable("via_role")).is_some());
 }
 
 // ---------------------------------------------------------------- config

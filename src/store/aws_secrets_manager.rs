@@ -660,8 +660,13 @@ impl Store for AwsSecretsManagerStore {
     async fn scan(&self, kind: Kind) -> Result<Inventory, StoreError> {
         let Some(name_prefix) = self.naming.name_prefix(kind) else { return Ok(Inventory::new()) };
         let mut req = self.client.list_secrets().max_results(100);
-        if !name_prefix.is_empty() {
-            // The `name` filter is a case-sensitive prefix match (API_Filter); we re-check below.
+        // The `name` filter is a case-sensitive prefix match (API_Filter), at most 512 characters of
+        // `[a-zA-Z0-9 :_@/+=.-]`, and a leading `!` negates it. A prefix it cannot express lists
+        // everything instead; names are re-checked below either way.
+        let filterable = name_prefix.len() <= MAX_NAME_LEN
+            && !name_prefix.starts_with('!')
+            && name_prefix.chars().all(|c| c.is_ascii_alphanumeric() || " :_@/+=.-".contains(c));
+        if !name_prefix.is_empty() && filterable {
             req = req.filters(Filter::builder().key(FilterNameStringType::Name).values(&name_prefix).build());
         }
         let mut pages = req.into_paginator().send();
