@@ -198,6 +198,8 @@ pub enum ItemErrorKind {
     Unreadable,
     /// Several ids map to the same name in this store.
     Collision,
+    /// The target holds this item but this tool did not write it.
+    NotOwned,
 }
 
 impl ItemErrorKind {
@@ -213,6 +215,7 @@ impl ItemErrorKind {
             ItemErrorKind::Unreachable => "unreachable by Airflow",
             ItemErrorKind::Unreadable => "unreadable",
             ItemErrorKind::Collision => "name collision",
+            ItemErrorKind::NotOwned => "not owned by this tool",
         }
     }
 }

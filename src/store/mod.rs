@@ -17,6 +17,7 @@ pub mod env;
 pub mod local_files;
 pub mod memory;
 pub mod metastore;
+pub mod registry;
 #[cfg(feature = "vault")]
 pub mod vault;
 #[cfg(any(feature = "aws-sm", feature = "aws-ssm"))]
@@ -67,6 +68,8 @@ pub struct Capabilities {
     pub read_batch: usize,
     /// Writes in flight at once.
     pub write_concurrency: usize,
+    /// Names that differ only in case are the same item (Azure Key Vault).
+    pub case_insensitive_names: bool,
 }
 
 impl Capabilities {
@@ -86,6 +89,7 @@ impl Capabilities {
             conditional_writes: false,
             read_batch: 1,
             write_concurrency: 1,
+            case_insensitive_names: false,
         }
     }
 

@@ -1,0 +1,234 @@
+//! Execute a [`Plan`] against the target. This module alone writes.
+//!
+//! Writes run with bounded concurrency; retryable errors (throttling, 5xx) are retried with
+//! exponential backoff and jitter, honouring a backend's `Retry-After`; every write goes through a
+//! [`Journal`] hook so the safety engine (snapshots, journal, resume) slots in; after the writes
+//! every written item is read back and compared as Airflow would read it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use rand::Rng;
+use tracing::{debug, info, warn};
+
+use crate::error::Exit;
+use crate::model::ItemId;
+use crate::plan::{self, Action, Change, Plan};
+use crate::store::{Store, StoreError};
+
+#[derive(Clone, Debug)]
+pub struct ApplyOptions {
+    pub concurrency: Option<usize>,
+    pub max_attempts: u32,
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+    pub verify: bool,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        Self {
+            concurrency: None,
+            max_attempts: 6,
+            base_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(30),
+            verify: true,
+        }
+    }
+}
+
+/// Called around every write; the safety engine records snapshots and journal entries here.
+#[async_trait]
+pub trait Journal: Send + Sync {
+    async fn before(&self, change: &Change) -> Result<(), StoreError>;
+    async fn after(&self, change: &Change, ok: bool) -> Result<(), StoreError>;
+}
+
+/// No journal (plain `migrate --apply` until the state database is configured).
+pub struct NoJournal;
+
+#[async_trait]
+impl Journal for NoJournal {
+    async fn before(&self, _: &Change) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn after(&self, _: &Change, _: bool) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// One item that was not written.
+#[derive(Debug)]
+pub struct ItemFailure {
+    pub id: ItemId,
+    pub exit: Exit,
+    pub retryable: bool,
+    /// The error's message: names the store and item, never a value.
+    pub message: String,
+}
+
+#[derive(Debug, Default)]
+pub struct ApplyReport {
+    pub created: usize,
+    pub updated: usize,
+    pub deleted: usize,
+    pub failures: Vec<ItemFailure>,
+    pub verified: usize,
+    pub verify_mismatches: Vec<ItemId>,
+}
+
+impl ApplyReport {
+    pub fn written(&self) -> usize {
+        self.created + self.updated + self.deleted
+    }
+
+    /// The exit class: partial apply, throttled (resumable), or the single failure class.
+    pub fn exit(&self) -> Exit {
+        if !self.failures.is_empty() {
+            if self.failures.iter().all(|f| f.retryable) {
+                return Exit::Throttled;
+            }
+            if self.written() > 0 {
+                return Exit::PartialApply;
+            }
+            return self.failures.iter().map(|f| f.exit).min().unwrap_or(Exit::Error);
+        }
+        if !self.verify_mismatches.is_empty() {
+            return Exit::VerifyFailed;
+        }
+        Exit::Ok
+    }
+}
+
+fn backoff(opts: &ApplyOptions, attempt: u32, hint: Option<Duration>) -> Duration {
+    let exp = opts.base_backoff.saturating_mul(1u32 << attempt.min(16)).min(opts.max_backoff);
+    // Full jitter keeps many workers from retrying in lockstep.
+    let jittered = Duration::from_millis(rand::rng().random_range(0..=exp.as_millis() as u64));
+    hint.map_or(jittered, |h| h.max(jittered))
+}
+
+async fn write_one(target: &dyn Store, change: &Change, opts: &ApplyOptions) -> Result<(), StoreError> {
+    let mut attempt = 0;
+    loop {
+        let result = match change.action {
+            Action::Delete => target.delete(&change.id).await,
+            Action::Create | Action::Update => {
+                let entry = change.desired.as_ref().expect("create/update carries its entry");
+                target.write(entry, &change.precondition).await
+            }
+            _ => return Ok(()),
+        };
+        match result {
+            Err(e) if e.is_retryable() && attempt + 1 < opts.max_attempts => {
+                let wait = backoff(opts, attempt, e.retry_after());
+                debug!(id = %change.id, attempt, wait_ms = wait.as_millis() as u64, "retrying after a retryable error");
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Apply every write of `plan` to `target`.
+pub async fn execute(plan: &Plan, target: Arc<dyn Store>, opts: &ApplyOptions, journal: Arc<dyn Journal>) -> ApplyReport {
+    let caps = target.capabilities();
+    let concurrency = opts.concurrency.unwrap_or(caps.write_concurrency).max(1);
+    let writes: Vec<&Change> = plan.writes().collect();
+    info!(target = %target, items = writes.len(), concurrency, "applying plan");
+
+    let results: Vec<(&Change, Result<(), StoreError>)> = futures::stream::iter(writes)
+        .map(|change| {
+            let target = target.clone();
+            let journal = journal.clone();
+            async move {
+                if let Err(e) = journal.before(change).await {
+                    return (change, Err(e));
+                }
+                let r = write_one(target.as_ref(), change, opts).await;
+                if let Err(e) = journal.after(change, r.is_ok()).await {
+                    return (change, Err(e));
+                }
+                (change, r)
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+
+    let mut report = ApplyReport::default();
+    for (change, r) in results {
+        match r {
+            Ok(()) => match change.action {
+                Action::Create => report.created += 1,
+                Action::Update => report.updated += 1,
+                Action::Delete => report.deleted += 1,
+                _ => {}
+            },
+            Err(e) => {
+                warn!(id = %change.id, error = %e, "write failed");
+                report.failures.push(ItemFailure {
+                    id: change.id.clone(),
+                    exit: Exit::for_store(&e),
+                    retryable: e.is_retryable(),
+                    message: e.to_string(),
+                });
+            }
+        }
+    }
+    if let Err(e) = target.flush().await {
+        // Nothing buffered reached the target: every write of this run failed.
+        report.failures.push(ItemFailure {
+            id: ItemId::variable("(flush)"),
+            exit: Exit::for_store(&e),
+            retryable: e.is_retryable(),
+            message: e.to_string(),
+        });
+        report.created = 0;
+        report.updated = 0;
+        report.deleted = 0;
+        return report;
+    }
+    if opts.verify {
+        verify(plan, target.as_ref(), &mut report).await;
+    }
+    report.failures.sort_by(|a, b| a.id.cmp(&b.id));
+    report
+}
+
+/// Read back every item written and compare it the way Airflow would read it.
+async fn verify(plan: &Plan, target: &dyn Store, report: &mut ApplyReport) {
+    let caps = target.capabilities();
+    let failed: std::collections::BTreeSet<&ItemId> = report.failures.iter().map(|f| &f.id).collect();
+    let done: Vec<&Change> = plan.writes().filter(|c| !failed.contains(&c.id)).collect();
+    let ids: Vec<ItemId> = done.iter().map(|c| c.id.clone()).collect();
+    let batch = caps.read_batch.max(1) * 50;
+    let mut back = crate::model::Inventory::new();
+    for chunk in ids.chunks(batch) {
+        match target.read(chunk).await {
+            Ok(inv) => back.extend(inv),
+            Err(e) => {
+                warn!(error = %e, "read-back failed");
+                report.verify_mismatches.extend(chunk.iter().cloned());
+                return;
+            }
+        }
+    }
+    for change in done {
+        let ok = match change.action {
+            Action::Delete => back.get(&change.id).is_none(),
+            _ => {
+                let desired = change.desired.as_ref().expect("write carries its entry");
+                back.get(&change.id).is_some_and(|got| plan::same_value(&plan::projected(&caps, desired), &got.value))
+            }
+        };
+        if ok {
+            report.verified += 1;
+        } else {
+            warn!(id = %change.id, "read-back differs from what was written");
+            report.verify_mismatches.push(change.id.clone());
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! Command-line definitions (clap derive). Nothing here does work: `app` does.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::OnlyKind;
+
+#[derive(Debug, Parser)]
+#[command(name = "airflow-secrets-sync", version, about = "Move Airflow Variables and Connections into a secrets backend, exactly as Airflow reads them.")]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(long, short = 'c', global = true, env = "AIRFLOW_SECRETS_SYNC_CONFIG", default_value = "config.toml")]
+    pub config: PathBuf,
+    /// More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Log as JSON lines on stderr.
+    #[arg(long, global = true)]
+    pub log_json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Plan (dry run, values masked) or apply a migration from [source] to [target].
+    Migrate(MigrateArgs),
+    /// Run the embedded demo: a seeded, encrypted SQLite metastore migrated to local files.
+    Demo(DemoArgs),
+    /// Check the configuration file and say what it means (no credentials shown).
+    Config(ConfigArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("mode").required(true).args(["plan", "apply"])))]
+pub struct MigrateArgs {
+    /// Read both sides and show what would change. Exit 0: no changes; 2: changes pending.
+    #[arg(long)]
+    pub plan: bool,
+    /// Make the changes, then read every written item back and compare.
+    #[arg(long)]
+    pub apply: bool,
+    /// Print the plan as JSON (no values) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also list unchanged items.
+    #[arg(long)]
+    pub show_unchanged: bool,
+    /// Only variables or only connections (overrides [select] only).
+    #[arg(long, value_enum)]
+    pub only: Option<OnlyKind>,
+    /// Only ids matching this glob (repeatable; adds to [select] include).
+    #[arg(long = "include", value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// Skip ids matching this glob (repeatable; adds to [select] exclude).
+    #[arg(long = "exclude", value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Delete target items this tool wrote that the source no longer has.
+    #[arg(long)]
+    pub prune: bool,
+    /// Take over existing target items this tool did not write.
+    #[arg(long)]
+    pub adopt: bool,
+    /// Refuse a plan that deletes more than N items.
+    #[arg(long, value_name = "N")]
+    pub max_deletes: Option<usize>,
+    /// Apply the rest of the plan even when some items have errors (they are reported, and the
+    /// exit code says so).
+    #[arg(long)]
+    pub skip_errored: bool,
+    /// Accepted for Terraform users: `--plan` always uses the detailed exit codes.
+    #[arg(long, hide = true)]
+    pub detailed_exitcode: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where to create the demo metastore, config and output files (default: a new temp dir).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    #[command(subcommand)]
+    pub action: ConfigAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Parse the config file and open both stores; print what they are.
+    Check,
+}

@@ -1,0 +1,141 @@
+//! The configuration file (`config.toml`): `[source]`, `[target]`, `[select]`, `[apply]`.
+//!
+//! A store is named either natively (`kind = "vault"` plus that store's keys) or the way Airflow
+//! names a secrets backend: `airflow_backend = "airflow.providers....VaultBackend"` with
+//! `backend_kwargs` (a table, or the JSON string of `AIRFLOW__SECRETS__BACKEND_KWARGS`), which each
+//! backend maps into its native config. Every option is documented in `config.toml.example`.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::error::AppError;
+use crate::model::Kind;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub source: StoreSpec,
+    pub target: StoreSpec,
+    #[serde(default)]
+    pub select: SelectConfig,
+    #[serde(default)]
+    pub apply: ApplyConfig,
+}
+
+/// A store's table, resolved by [`crate::store::registry::open`]. Kept raw so each store owns its
+/// own keys (and rejects unknown ones).
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct StoreSpec(pub toml::Table);
+
+impl std::fmt::Debug for StoreSpec {
+    // Store tables can hold credentials: show only which kind it is.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreSpec").field("kind", &self.kind_label()).finish_non_exhaustive()
+    }
+}
+
+impl StoreSpec {
+    pub fn kind_label(&self) -> String {
+        if let Some(k) = self.0.get("kind").and_then(|v| v.as_str()) {
+            return k.to_string();
+        }
+        if let Some(b) = self.0.get("airflow_backend").and_then(|v| v.as_str()) {
+            return b.to_string();
+        }
+        "(none)".into()
+    }
+}
+
+/// Which items a run touches: a team can move one slice at a time.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SelectConfig {
+    /// `"variables"` or `"connections"`; both when absent.
+    pub only: Option<OnlyKind>,
+    /// Glob patterns on ids (`*`, `?`, `[abc]`); when non-empty an id must match one.
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Glob patterns on ids; a matching id is left alone.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OnlyKind {
+    Variables,
+    Connections,
+}
+
+impl OnlyKind {
+    pub fn kind(self) -> Kind {
+        match self {
+            OnlyKind::Variables => Kind::Variable,
+            OnlyKind::Connections => Kind::Connection,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyConfig {
+    /// Delete target items (that this tool owns) which the source no longer has.
+    #[serde(default)]
+    pub prune: bool,
+    /// Take over existing target items this tool did not create.
+    #[serde(default)]
+    pub adopt: bool,
+    /// Refuse a plan that deletes more than this many items.
+    #[serde(default = "default_max_deletes")]
+    pub max_deletes: usize,
+    /// Writes in flight at once; default: the target's own capability.
+    pub concurrency: Option<usize>,
+    /// Attempts per item for retryable errors (throttling, 5xx), with exponential backoff.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Read every written item back and compare it (recommended).
+    #[serde(default = "default_true")]
+    pub verify: bool,
+}
+
+fn default_max_deletes() -> usize {
+    10
+}
+fn default_max_attempts() -> u32 {
+    6
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Default for ApplyConfig {
+    fn default() -> Self {
+        Self {
+            prune: false,
+            adopt: false,
+            max_deletes: default_max_deletes(),
+            concurrency: None,
+            max_attempts: default_max_attempts(),
+            verify: true,
+        }
+    }
+}
+
+impl Config {
+    pub fn from_toml(text: &str) -> Result<Config, AppError> {
+        // toml's messages quote the offending line, which may hold a credential: keep the
+        // position and the reason only.
+        toml::from_str(text).map_err(|e| {
+            let at = e.span().map(|s| format!(" at byte {}", s.start)).unwrap_or_default();
+            AppError::Config(format!("invalid configuration{at}: {}", e.message()))
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<Config, AppError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| AppError::Config(format!("cannot read {}: {e}", path.display())))?;
+        Self::from_toml(&text).map_err(|e| AppError::Config(format!("{}: {e}", path.display())))
+    }
+}

@@ -1,0 +1,496 @@
+//! Diff two inventories into a [`Plan`]. This module alone decides what changes.
+//!
+//! The plan is data: rendering, saving, applying and the daemon all consume the same `Plan`. It
+//! never holds a value in anything that is serialized: the entries to write ride along in
+//! `#[serde(skip)]` fields, and what is shown is the action, the names of the changed fields, the
+//! losses and the errors.
+
+use std::collections::BTreeMap;
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use serde::Serialize;
+
+use crate::airflow::connection::{self, Loss, Reader};
+use crate::config::{ApplyConfig, SelectConfig};
+use crate::error::{AppError, Exit};
+use crate::model::{
+    Connection, Entry, Inventory, ItemError, ItemErrorKind, ItemId, Kind, Ownership, Value,
+};
+use crate::store::{Capabilities, ConnectionFormat, Placement, Precondition, Store};
+
+/// Which ids a run touches.
+#[derive(Clone, Debug)]
+pub struct Selection {
+    kinds: Vec<Kind>,
+    include: Option<GlobSet>,
+    exclude: GlobSet,
+}
+
+impl Selection {
+    pub fn all() -> Self {
+        Self { kinds: Kind::ALL.to_vec(), include: None, exclude: GlobSet::empty() }
+    }
+
+    pub fn from_config(cfg: &SelectConfig) -> Result<Self, AppError> {
+        let kinds = match cfg.only {
+            Some(only) => vec![only.kind()],
+            None => Kind::ALL.to_vec(),
+        };
+        let build = |pats: &[String]| -> Result<GlobSet, AppError> {
+            let mut b = GlobSetBuilder::new();
+            for p in pats {
+                // Ids contain `/` (Vault nesting), so `*` must cross it: no literal_separator.
+                let g = Glob::new(p).map_err(|e| AppError::Usage(format!("bad glob {p:?}: {e}")))?;
+                b.add(g);
+            }
+            b.build().map_err(|e| AppError::Usage(format!("bad globs: {e}")))
+        };
+        let include = if cfg.include.is_empty() { None } else { Some(build(&cfg.include)?) };
+        Ok(Self { kinds, include, exclude: build(&cfg.exclude)? })
+    }
+
+    pub fn kinds(&self) -> &[Kind] {
+        &self.kinds
+    }
+
+    pub fn matches(&self, id: &ItemId) -> bool {
+        self.kinds.contains(&id.kind)
+            && self.include.as_ref().is_none_or(|g| g.is_match(&id.id))
+            && !self.exclude.is_match(&id.id)
+    }
+}
+
+/// The rules a diff follows.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub selection: Selection,
+    pub prune: bool,
+    pub adopt: bool,
+    pub max_deletes: usize,
+}
+
+impl Policy {
+    pub fn new(selection: Selection, apply: &ApplyConfig) -> Self {
+        Self { selection, prune: apply.prune, adopt: apply.adopt, max_deletes: apply.max_deletes }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Create,
+    Update,
+    Delete,
+    Unchanged,
+    /// Written nowhere: Airflow would never look it up in the target (lookup pattern, disabled kind).
+    Unreachable,
+    /// Present only in the target and kept (no `--prune`, or not ours to delete).
+    Kept,
+    /// Cannot be planned: see `error`.
+    Error,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Delete => "delete",
+            Action::Unchanged => "unchanged",
+            Action::Unreachable => "unreachable",
+            Action::Kept => "kept",
+            Action::Error => "error",
+        }
+    }
+
+    pub fn is_write(self) -> bool {
+        matches!(self, Action::Create | Action::Update | Action::Delete)
+    }
+}
+
+/// One item's line in the plan.
+#[derive(Clone, Debug, Serialize)]
+pub struct Change {
+    pub id: ItemId,
+    pub action: Action,
+    /// The target's name for the item.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_name: Option<String>,
+    /// Names of the fields that differ (never their values).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changed_fields: Vec<&'static str>,
+    /// What the target cannot carry of this item.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub losses: Vec<Loss>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<PlanItemError>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// The entry to write (create/update). Holds plaintext: never serialized.
+    #[serde(skip)]
+    pub desired: Option<Entry>,
+    /// The condition the write must meet (check-and-set against what the plan saw).
+    #[serde(skip)]
+    pub precondition: Precondition,
+}
+
+/// A per-item error, with the side it came from.
+#[derive(Clone, Debug, Serialize)]
+pub struct PlanItemError {
+    pub side: &'static str,
+    pub kind: ItemErrorKind,
+    pub detail: String,
+}
+
+impl PlanItemError {
+    fn new(side: &'static str, e: &ItemError) -> Self {
+        Self { side, kind: e.kind, detail: e.detail.clone() }
+    }
+}
+
+impl std::fmt::Display for PlanItemError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}: {}", self.side, self.kind.as_str(), self.detail)
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Summary {
+    pub create: usize,
+    pub update: usize,
+    pub delete: usize,
+    pub unchanged: usize,
+    pub unreachable: usize,
+    pub kept: usize,
+    pub errors: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Plan {
+    pub tool_version: &'static str,
+    pub source: String,
+    pub target: String,
+    pub changes: Vec<Change>,
+    pub summary: Summary,
+    /// Plan-level refusals (e.g. more deletes than `max_deletes`). An errored plan is not applied.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refusals: Vec<String>,
+}
+
+impl Plan {
+    pub fn has_changes(&self) -> bool {
+        self.summary.create + self.summary.update + self.summary.delete > 0
+    }
+
+    pub fn errored(&self) -> impl Iterator<Item = &Change> {
+        self.changes.iter().filter(|c| c.action == Action::Error)
+    }
+
+    pub fn writes(&self) -> impl Iterator<Item = &Change> {
+        self.changes.iter().filter(|c| c.action.is_write())
+    }
+
+    /// The exit class of the worst per-item error, if any.
+    pub fn error_exit(&self) -> Option<Exit> {
+        if !self.refusals.is_empty() {
+            return Some(Exit::InvalidItem);
+        }
+        self.errored().filter_map(|c| c.error.as_ref()).map(|e| Exit::for_item(e.kind)).min()
+    }
+}
+
+/// What `entry` will look like once written to a store with `caps` and read back by Airflow:
+/// the source value pushed through the target's encoding. Comparing against this, not the raw
+/// source, keeps a lossy target (a URI, AWS SM without descriptions) from showing a perpetual diff.
+pub fn projected(caps: &Capabilities, entry: &Entry) -> Value {
+    match &entry.value {
+        Value::Variable(v) => {
+            let mut v = v.clone();
+            if !caps.variable_description {
+                v.description = None;
+            }
+            Value::Variable(v)
+        }
+        Value::Connection(c) => Value::Connection(project_connection(caps, c)),
+    }
+}
+
+fn project_connection(caps: &Capabilities, c: &Connection) -> Connection {
+    let mut out = match caps.connection_format {
+        ConnectionFormat::Fields => c.clone(),
+        ConnectionFormat::Json => connection::from_json(connection::to_json(c).expose_plaintext(), Reader::Orm3)
+            .unwrap_or_else(|_| c.clone()),
+        ConnectionFormat::Uri => connection::parse_uri(connection::to_uri(c).expose_plaintext(), Reader::Orm3)
+            .unwrap_or_else(|_| c.clone()),
+    };
+    if !caps.connection_description {
+        out.description = None;
+    }
+    out
+}
+
+/// Whether two values are the same as Airflow reads them.
+pub fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Variable(x), Value::Variable(y)) => x.value == y.value && x.description == y.description,
+        (Value::Connection(x), Value::Connection(y)) => connection::equivalent(x, y),
+        _ => false,
+    }
+}
+
+fn changed_fields(want: &Value, have: &Value) -> Vec<&'static str> {
+    match (want, have) {
+        (Value::Variable(x), Value::Variable(y)) => {
+            let mut f = Vec::new();
+            if x.value != y.value {
+                f.push("value");
+            }
+            if x.description != y.description {
+                f.push("description");
+            }
+            f
+        }
+        (Value::Connection(x), Value::Connection(y)) => {
+            let mut f = Vec::new();
+            let fields: [(&'static str, fn(&mut Connection, &Connection)); 8] = [
+                ("conn_type", |a, b| a.conn_type = b.conn_type.clone()),
+                ("description", |a, b| a.description = b.description.clone()),
+                ("host", |a, b| a.host = b.host.clone()),
+                ("login", |a, b| a.login = b.login.clone()),
+                ("password", |a, b| a.password = b.password.clone()),
+                ("schema", |a, b| a.schema = b.schema.clone()),
+                ("port", |a, b| a.port = b.port),
+                ("extra", |a, b| a.extra = b.extra.clone()),
+            ];
+            // A field differs if copying it from `want` into `have` changes equivalence.
+            for (name, copy) in fields {
+                let mut patched = y.clone();
+                copy(&mut patched, x);
+                if !connection::equivalent(&patched, y) {
+                    f.push(name);
+                }
+            }
+            f
+        }
+        _ => vec!["kind"],
+    }
+}
+
+/// What the target loses of `entry`, for the lossiness report.
+pub fn losses(caps: &Capabilities, store: &str, entry: &Entry) -> Vec<Loss> {
+    let mut out = Vec::new();
+    match &entry.value {
+        Value::Variable(v) => {
+            if v.description.is_some() && !caps.variable_description {
+                out.push(Loss { field: "description", what: format!("variable descriptions are not stored by {store}") });
+            }
+        }
+        Value::Connection(c) => {
+            if caps.connection_format == ConnectionFormat::Uri {
+                out.extend(connection::uri_losses(c));
+            }
+            if c.description.as_deref().is_some_and(|d| !d.is_empty())
+                && !caps.connection_description
+                && !out.iter().any(|l| l.field == "description")
+            {
+                out.push(Loss { field: "description", what: format!("{store} does not return descriptions to Airflow") });
+            }
+        }
+    }
+    out
+}
+
+fn encoded_size(caps: &Capabilities, entry: &Entry) -> usize {
+    match &entry.value {
+        Value::Variable(v) => v.value.len(),
+        Value::Connection(c) => match caps.connection_format {
+            ConnectionFormat::Uri => connection::to_uri(c).len(),
+            ConnectionFormat::Json | ConnectionFormat::Fields => connection::to_json(c).len(),
+        },
+    }
+}
+
+/// Check what the target's capabilities forbid, before any request.
+fn refusal(caps: &Capabilities, entry: &Entry) -> Option<ItemError> {
+    if let Value::Variable(v) = &entry.value
+        && v.value.is_empty()
+        && !caps.empty_variables
+    {
+        return Some(ItemError::new(ItemErrorKind::NotRepresentable, "an empty variable cannot be stored in the target"));
+    }
+    if let Some(limit) = caps.max_value_bytes {
+        let size = encoded_size(caps, entry);
+        if size > limit {
+            return Some(ItemError::new(ItemErrorKind::TooLarge, format!("{size} bytes encoded; the target's limit is {limit}")));
+        }
+    }
+    None
+}
+
+/// Diff `source` against `target` (both already read) under `policy`.
+pub fn diff(source_store: &dyn Store, source: &Inventory, target_store: &dyn Store, target: &Inventory, policy: &Policy) -> Plan {
+    let caps = target_store.capabilities();
+    let target_label = target_store.to_string();
+    let mut changes: Vec<Change> = Vec::new();
+    let blank = |id: &ItemId, action: Action| Change {
+        id: id.clone(),
+        action,
+        target_name: None,
+        changed_fields: Vec::new(),
+        losses: Vec::new(),
+        error: None,
+        note: None,
+        desired: None,
+        precondition: Precondition::Any,
+    };
+
+    // Names that several source ids would share in the target (Azure folds `_` and case, env
+    // upper-cases): every member of such a group is an error, found before any write.
+    let mut by_name: BTreeMap<(Kind, String), Vec<ItemId>> = BTreeMap::new();
+    for id in source.ids().filter(|id| policy.selection.matches(id)) {
+        if let Placement::At(name) = target_store.locate(id) {
+            let key = if caps.case_insensitive_names { name.to_lowercase() } else { name };
+            by_name.entry((id.kind, key)).or_default().push(id.clone());
+        }
+    }
+    let collisions: BTreeMap<ItemId, Vec<String>> = by_name
+        .values()
+        .filter(|ids| ids.len() > 1)
+        .flat_map(|ids| ids.iter().map(move |i| (i.clone(), ids.iter().filter(|o| *o != i).map(|o| o.id.clone()).collect())))
+        .collect();
+
+    for id in source.ids().filter(|id| policy.selection.matches(id)) {
+        let mut ch = blank(id, Action::Error);
+        if !caps.holds(id.kind) {
+            ch.action = Action::Unreachable;
+            ch.note = Some(format!("{target_label} has {} disabled", id.kind.plural()));
+            changes.push(ch);
+            continue;
+        }
+        if let Some(err) = source.error(id) {
+            ch.error = Some(PlanItemError::new("source", err));
+            changes.push(ch);
+            continue;
+        }
+        let Some(entry) = source.get(id) else { continue };
+        match target_store.locate(id) {
+            Placement::At(name) => ch.target_name = Some(name),
+            Placement::Invalid(why) => {
+                ch.error = Some(PlanItemError::new("target", &ItemError::new(ItemErrorKind::InvalidName, why)));
+                changes.push(ch);
+                continue;
+            }
+            Placement::Unreachable(why) => {
+                ch.action = Action::Unreachable;
+                ch.note = Some(why);
+                changes.push(ch);
+                continue;
+            }
+        }
+        if let Some(others) = collisions.get(id) {
+            let detail = format!("same target name as {}", others.join(", "));
+            ch.error = Some(PlanItemError::new("target", &ItemError::new(ItemErrorKind::Collision, detail)));
+            changes.push(ch);
+            continue;
+        }
+        if let Some(err) = refusal(&caps, entry) {
+            ch.error = Some(PlanItemError::new("target", &err));
+            changes.push(ch);
+            continue;
+        }
+        if caps.read_only {
+            ch.error = Some(PlanItemError::new(
+                "target",
+                &ItemError::new(ItemErrorKind::NotRepresentable, "the target is read-only"),
+            ));
+            changes.push(ch);
+            continue;
+        }
+        ch.losses = losses(&caps, &target_label, entry);
+        let want = projected(&caps, entry);
+        match (target.get(id), target.error(id)) {
+            (Some(current), _) => {
+                if same_value(&want, &current.value) {
+                    ch.action = Action::Unchanged;
+                } else if current.meta.ownership == Ownership::Foreign && !policy.adopt {
+                    ch.error = Some(PlanItemError::new(
+                        "target",
+                        &ItemError::new(ItemErrorKind::NotOwned, "exists and was not written by this tool; pass --adopt to take it over"),
+                    ));
+                } else {
+                    ch.action = Action::Update;
+                    ch.changed_fields = changed_fields(&want, &current.value);
+                    if current.meta.ownership == Ownership::Foreign {
+                        ch.note = Some("adopted: not written by this tool until now".into());
+                    }
+                    ch.precondition = current.meta.version.clone().map_or(Precondition::Any, Precondition::Version);
+                    ch.desired = Some(entry.clone());
+                }
+            }
+            (None, Some(err)) => {
+                // The target holds something Airflow cannot read either; replacing it fixes it.
+                ch.action = Action::Update;
+                ch.note = Some(format!("current target value is unreadable ({})", err.kind.as_str()));
+                ch.desired = Some(entry.clone());
+            }
+            (None, None) => {
+                ch.action = Action::Create;
+                ch.precondition = if caps.conditional_writes { Precondition::Absent } else { Precondition::Any };
+                ch.desired = Some(entry.clone());
+            }
+        }
+        changes.push(ch);
+    }
+
+    // Target-only items.
+    for id in target.ids().filter(|id| policy.selection.matches(id) && !source.contains(id)) {
+        let mut ch = blank(id, Action::Kept);
+        let current = target.get(id);
+        ch.target_name = current.and_then(|e| e.meta.name.clone());
+        if policy.prune {
+            let ownership = current.map(|e| e.meta.ownership).unwrap_or(Ownership::Untracked);
+            match ownership {
+                Ownership::Ours => ch.action = Action::Delete,
+                Ownership::Untracked if policy.adopt => ch.action = Action::Delete,
+                Ownership::Untracked => {
+                    ch.note = Some("not in the source; the target cannot mark ownership, so pass --adopt to prune it".into())
+                }
+                Ownership::Foreign => ch.note = Some("not in the source; not written by this tool, never pruned".into()),
+            }
+            if ch.action == Action::Delete && !caps.can_delete {
+                ch.action = Action::Kept;
+                ch.note = Some("not in the source; the target does not support deletes".into());
+            }
+        }
+        changes.push(ch);
+    }
+
+    changes.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut summary = Summary::default();
+    for c in &changes {
+        match c.action {
+            Action::Create => summary.create += 1,
+            Action::Update => summary.update += 1,
+            Action::Delete => summary.delete += 1,
+            Action::Unchanged => summary.unchanged += 1,
+            Action::Unreachable => summary.unreachable += 1,
+            Action::Kept => summary.kept += 1,
+            Action::Error => summary.errors += 1,
+        }
+    }
+    let mut refusals = Vec::new();
+    if summary.delete > policy.max_deletes {
+        refusals.push(format!(
+            "the plan deletes {} items, more than max_deletes = {}; raise it deliberately to proceed",
+            summary.delete, policy.max_deletes
+        ));
+    }
+    Plan {
+        tool_version: env!("CARGO_PKG_VERSION"),
+        source: source_store.identity(),
+        target: target_store.identity(),
+        changes,
+        summary,
+        refusals,
+    }
+}

@@ -1,0 +1,114 @@
+//! Open a store from its config table: `kind = "…"` natively, or Airflow's own
+//! `airflow_backend = "<class path>"` + `backend_kwargs`, mapped by each backend.
+
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+
+use super::{DynStore, StoreError};
+use crate::config::StoreSpec;
+
+/// Airflow secrets-backend class paths (current and legacy `airflow.contrib` shims) → our kind.
+pub fn kind_for_airflow_backend(class_path: &str) -> Option<&'static str> {
+    Some(match class_path.trim() {
+        "airflow.providers.hashicorp.secrets.vault.VaultBackend"
+        | "airflow.contrib.secrets.hashicorp_vault.VaultBackend" => "vault",
+        "airflow.providers.amazon.aws.secrets.secrets_manager.SecretsManagerBackend"
+        | "airflow.contrib.secrets.aws_secrets_manager.SecretsManagerBackend" => "aws_secrets_manager",
+        "airflow.providers.amazon.aws.secrets.systems_manager.SystemsManagerParameterStoreBackend"
+        | "airflow.contrib.secrets.aws_systems_manager.SystemsManagerParameterStoreBackend" => "aws_ssm",
+        "airflow.providers.google.cloud.secrets.secret_manager.CloudSecretManagerBackend"
+        | "airflow.contrib.secrets.gcp_secrets_manager.CloudSecretsManagerBackend"
+        | "airflow.contrib.secrets.gcp_secrets_manager.CloudSecretManagerBackend" => "gcp_secret_manager",
+        "airflow.providers.microsoft.azure.secrets.key_vault.AzureKeyVaultBackend"
+        | "airflow.contrib.secrets.azure_key_vault.AzureKeyVaultBackend" => "azure_key_vault",
+        "airflow.secrets.local_filesystem.LocalFilesystemBackend" => "local_files",
+        "airflow.secrets.environment_variables.EnvironmentVariablesBackend" => "env",
+        "airflow.secrets.metastore.MetastoreBackend" => "metastore",
+        _ => return None,
+    })
+}
+
+fn config_error(store: &str, message: impl Into<String>) -> StoreError {
+    StoreError::Config { store: store.to_string(), message: message.into() }
+}
+
+/// `backend_kwargs` as a JSON object: a TOML table, or the JSON string users already have in
+/// `AIRFLOW__SECRETS__BACKEND_KWARGS`.
+pub fn backend_kwargs(spec: &StoreSpec) -> Result<serde_json::Map<String, serde_json::Value>, StoreError> {
+    match spec.0.get("backend_kwargs") {
+        None => Ok(serde_json::Map::new()),
+        Some(toml::Value::String(s)) => match serde_json::from_str::<serde_json::Value>(s) {
+            Ok(serde_json::Value::Object(m)) => Ok(m),
+            _ => Err(config_error("backend_kwargs", "backend_kwargs must be a JSON object (as in AIRFLOW__SECRETS__BACKEND_KWARGS)")),
+        },
+        Some(v @ toml::Value::Table(_)) => match serde_json::to_value(v) {
+            Ok(serde_json::Value::Object(m)) => Ok(m),
+            _ => Err(config_error("backend_kwargs", "backend_kwargs is not a table")),
+        },
+        Some(_) => Err(config_error("backend_kwargs", "backend_kwargs must be a table or a JSON string")),
+    }
+}
+
+/// Deserialize a store's native table (without `kind`), naming the store in errors.
+pub fn native<T: DeserializeOwned>(kind: &str, spec: &StoreSpec) -> Result<T, StoreError> {
+    let mut t = spec.0.clone();
+    t.remove("kind");
+    toml::Value::Table(t).try_into().map_err(|e: toml::de::Error| config_error(kind, e.message().to_string()))
+}
+
+/// The kind a spec names, and whether it came from an Airflow class path.
+pub fn resolve_kind(spec: &StoreSpec) -> Result<(String, bool), StoreError> {
+    match (spec.0.get("kind"), spec.0.get("airflow_backend")) {
+        (Some(_), Some(_)) => Err(config_error("store", "give either `kind` or `airflow_backend`, not both")),
+        (Some(k), None) => k.as_str().map(|k| (k.to_string(), false)).ok_or_else(|| config_error("store", "`kind` must be a string")),
+        (None, Some(b)) => {
+            let class = b.as_str().ok_or_else(|| config_error("store", "`airflow_backend` must be a string"))?;
+            let kind = kind_for_airflow_backend(class)
+                .ok_or_else(|| config_error("store", format!("unknown Airflow secrets backend class {class:?}")))?;
+            for key in spec.0.keys() {
+                if key != "airflow_backend" && key != "backend_kwargs" {
+                    return Err(config_error(kind, format!("unexpected key `{key}` next to airflow_backend (put it in backend_kwargs)")));
+                }
+            }
+            Ok((kind.to_string(), true))
+        }
+        (None, None) => Err(config_error("store", "a store needs `kind = \"…\"` or `airflow_backend = \"…\"`")),
+    }
+}
+
+/// A store's config: its native table, or (from an Airflow class path) its mapping of
+/// `backend_kwargs`.
+fn config_for<T: DeserializeOwned>(
+    kind: &str,
+    spec: &StoreSpec,
+    from_airflow: bool,
+    from_kwargs: impl Fn(&serde_json::Map<String, serde_json::Value>) -> Result<T, String>,
+) -> Result<T, StoreError> {
+    if from_airflow {
+        from_kwargs(&backend_kwargs(spec)?).map_err(|m| config_error(kind, m))
+    } else {
+        native(kind, spec)
+    }
+}
+
+/// Kwargs whose names are already our keys (LocalFilesystemBackend): deserialize them as they are.
+fn kwargs_as_is<T: DeserializeOwned>(kwargs: &serde_json::Map<String, serde_json::Value>) -> Result<T, String> {
+    serde_json::from_value(serde_json::Value::Object(kwargs.clone())).map_err(|e| e.to_string())
+}
+
+/// Open the store a config table describes.
+pub async fn open(spec: &StoreSpec) -> Result<DynStore, StoreError> {
+    use super::metastore::{MetastoreConfig, MetastoreStore};
+    let (kind, from_airflow) = resolve_kind(spec)?;
+    let k = kind.as_str();
+    match k {
+        "memory" => Ok(Arc::new(super::memory::MemoryStore::new("config"))),
+        "metastore" => {
+            // MetastoreBackend takes no kwargs: everything comes from Airflow's own env/config.
+            let cfg: MetastoreConfig = config_for(k, spec, from_airflow, kwargs_as_is)?;
+            Ok(Arc::new(MetastoreStore::open(&cfg).await?))
+        }
+        other => Err(config_error(other, format!("unknown store kind {other:?}"))),
+    }
+}
