@@ -83,6 +83,8 @@ async fn secrets_manager_passes_the_conformance_suite() {
     conformance::run_all(&sm_store(&moto.endpoint(), json!({})).await).await;
     let custom = json!({"connections_prefix": "team1/conns/", "variables_prefix": "team1/vars", "sep": "-"});
     conformance::run_all(&sm_store(&moto.endpoint(), custom).await).await;
+    let uri = json!({"connections_prefix": "uri/conns", "variables_prefix": "uri/vars", "connection_format": "uri"});
+    conformance::run_all(&sm_store(&moto.endpoint(), uri).await).await;
 }
 
 #[tokio::test]
@@ -93,6 +95,8 @@ async fn ssm_passes_the_conformance_suite() {
     conformance::run_all(&ssm_store(&moto.endpoint(), custom).await).await;
     let advanced = json!({"variables_prefix": "/adv", "allow_advanced_tier": true});
     conformance::run_all(&ssm_store(&moto.endpoint(), advanced).await).await;
+    let uri = json!({"connections_prefix": "/uri/conns", "variables_prefix": "/uri/vars", "connection_format": "uri"});
+    conformance::run_all(&ssm_store(&moto.endpoint(), uri).await).await;
 }
 
 /// The variable-only rules, so a codec regression does not hide a store regression.

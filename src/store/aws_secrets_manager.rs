@@ -639,6 +639,8 @@ impl Store for AwsSecretsManagerStore {
             conditional_writes: false,
             read_batch: BATCH,
             write_concurrency: self.cfg.aws.max_concurrency,
+            // Secrets Manager names are case-sensitive.
+            case_insensitive_names: false,
         }
     }
 

@@ -500,6 +500,8 @@ impl Store for AwsSsmStore {
             conditional_writes: false,
             read_batch: GET_BATCH,
             write_concurrency: self.cfg.aws.max_concurrency,
+            // SSM parameter names are case-sensitive.
+            case_insensitive_names: false,
         }
     }
 
