@@ -20,6 +20,8 @@ pub mod metastore;
 pub mod registry;
 #[cfg(feature = "vault")]
 pub mod vault;
+#[cfg(any(feature = "aws-sm", feature = "aws-ssm"))]
+pub mod aws_common;
 #[cfg(feature = "aws-sm")]
 pub mod aws_secrets_manager;
 #[cfg(feature = "aws-ssm")]
