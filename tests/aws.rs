@@ -344,10 +344,10 @@ async fn secrets_manager_tags_what_it_creates_and_refuses_foreign_secrets() {
     assert_eq!(inv.get(&ItemId::variable("tagged")).unwrap().meta.ownership, Ownership::Ours);
     assert_eq!(inv.get(&ItemId::variable("foreign")).unwrap().meta.ownership, Ownership::Foreign);
     let err = store.write(&Entry::variable("foreign", "ours"), &Precondition::Any).await.unwrap_err();
-    assert_eq!(item_kind(&err), ItemErrorKind::Collision);
+    assert_eq!(item_kind(&err), ItemErrorKind::NotOwned);
     assert!(err.to_string().contains("adopt"), "{err}");
     let err = store.delete(&ItemId::variable("foreign")).await.unwrap_err();
-    assert_eq!(item_kind(&err), ItemErrorKind::Collision);
+    assert_eq!(item_kind(&err), ItemErrorKind::NotOwned);
     let v = raw.get_secret_value().secret_id("airflow/variables/foreign").send().await.unwrap();
     assert_eq!(v.secret_string(), Some("theirs"), "a foreign secret was changed");
 
@@ -390,9 +390,9 @@ async fn ssm_tags_what_it_creates_and_refuses_foreign_parameters() {
     assert_eq!(inv.get(&ItemId::variable("foreign")).unwrap().meta.ownership, Ownership::Foreign);
     assert_eq!(inv.get(&ItemId::variable("tagged")).unwrap().meta.ownership, Ownership::Ours);
     let err = store.write(&Entry::variable("foreign", "ours"), &Precondition::Any).await.unwrap_err();
-    assert_eq!(item_kind(&err), ItemErrorKind::Collision);
+    assert_eq!(item_kind(&err), ItemErrorKind::NotOwned);
     let err = store.delete(&ItemId::variable("foreign")).await.unwrap_err();
-    assert_eq!(item_kind(&err), ItemErrorKind::Collision);
+    assert_eq!(item_kind(&err), ItemErrorKind::NotOwned);
     let adopting = ssm_store(&moto.endpoint(), json!({"adopt": true})).await;
     adopting.write(&Entry::variable("foreign", "ours"), &Precondition::Any).await.unwrap();
     let inv = store.read(&[ItemId::variable("foreign")]).await.unwrap();
@@ -487,7 +487,7 @@ async fn secrets_manager_deletes_with_a_recovery_window_and_pending_names_block_
     store.delete(&id).await.expect("deleting a pending secret again is a no-op");
 
     let err = store.write(&Entry::variable("doomed", "two"), &Precondition::Any).await.unwrap_err();
-    assert_eq!(item_kind(&err), ItemErrorKind::InvalidName);
+    assert_eq!(item_kind(&err), ItemErrorKind::Blocked);
     assert!(err.to_string().contains("scheduled for deletion"), "{err}");
     assert!(err.to_string().contains("restore_pending_deletion"), "{err}");
 

@@ -520,7 +520,7 @@ impl AwsSecretsManagerStore {
         item_err(
             self,
             id,
-            ItemErrorKind::Collision,
+            ItemErrorKind::NotOwned,
             format!(
                 "secret '{name}' exists but was not created by airflow-secrets-sync (no {MANAGED_BY_KEY}={MANAGED_BY_VALUE} tag); \
                  refusing to {action} it (set adopt = true to take it over)"
@@ -628,6 +628,7 @@ impl Store for AwsSecretsManagerStore {
             connections: self.naming.connections_prefix.is_some(),
             max_value_bytes: Some(MAX_SECRET_BYTES),
             empty_variables: false,
+            variable_line_breaks: true,
             connection_format: match self.cfg.connection_format {
                 AwsConnectionFormat::Json => ConnectionFormat::Json,
                 AwsConnectionFormat::Uri => ConnectionFormat::Uri,
@@ -760,7 +761,7 @@ impl Store for AwsSecretsManagerStore {
                 return Err(item_err(
                     self,
                     &entry.id,
-                    ItemErrorKind::InvalidName,
+                    ItemErrorKind::Blocked,
                     format!(
                         "secret '{name}' is scheduled for deletion and blocks the name until its recovery window ends; \
                          set restore_pending_deletion = true to restore it and write the new value"

@@ -424,7 +424,7 @@ impl AwsSsmStore {
         item_err(
             self,
             id,
-            ItemErrorKind::Collision,
+            ItemErrorKind::NotOwned,
             format!(
                 "parameter '{name}' exists but was not created by airflow-secrets-sync (no {MANAGED_BY_KEY}={MANAGED_BY_VALUE} tag); \
                  refusing to {action} it (set adopt = true to take it over)"
@@ -489,6 +489,7 @@ impl Store for AwsSsmStore {
             connections: self.naming.connections_start.is_some(),
             max_value_bytes: Some(self.limit()),
             empty_variables: false,
+            variable_line_breaks: true,
             connection_format: match self.cfg.connection_format {
                 AwsConnectionFormat::Json => ConnectionFormat::Json,
                 AwsConnectionFormat::Uri => ConnectionFormat::Uri,

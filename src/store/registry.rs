@@ -97,6 +97,18 @@ fn kwargs_as_is<T: DeserializeOwned>(kwargs: &serde_json::Map<String, serde_json
     serde_json::from_value(serde_json::Value::Object(kwargs.clone())).map_err(|e| e.to_string())
 }
 
+/// Every store kind this tool knows, whether or not its cargo feature is compiled in.
+pub const KNOWN_KINDS: &[&str] = &[
+    "metastore",
+    "env",
+    "local_files",
+    "vault",
+    "aws_secrets_manager",
+    "aws_ssm",
+    "gcp_secret_manager",
+    "azure_key_vault",
+];
+
 /// A store's parsed configuration: what `open` builds from, and what `config check` shows.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -105,6 +117,10 @@ pub enum StoreConfig {
     Metastore(super::metastore::MetastoreConfig),
     Env(super::env::EnvConfig),
     LocalFiles(super::local_files::LocalFilesConfig),
+    #[cfg(feature = "aws-sm")]
+    AwsSecretsManager(super::aws_secrets_manager::AwsSecretsManagerConfig),
+    #[cfg(feature = "aws-ssm")]
+    AwsSsm(super::aws_ssm::AwsSsmConfig),
 }
 
 /// Parse a store table without connecting to anything.
@@ -119,13 +135,19 @@ pub fn parse(spec: &StoreSpec) -> Result<StoreConfig, StoreError> {
         "env" => StoreConfig::Env(config_for(k, spec, from_airflow, kwargs_as_is)?),
         // LocalFilesystemBackend's kwargs are our keys (variables_file_path, connections_file_path).
         "local_files" => StoreConfig::LocalFiles(config_for(k, spec, from_airflow, kwargs_as_is)?),
-        "vault" | "aws_secrets_manager" | "aws_ssm" | "gcp_secret_manager" | "azure_key_vault" => {
+        #[cfg(feature = "aws-sm")]
+        "aws_secrets_manager" => StoreConfig::AwsSecretsManager(config_for(k, spec, from_airflow, |m| {
+            super::aws_secrets_manager::AwsSecretsManagerConfig::from_airflow_kwargs(m)
+        })?),
+        #[cfg(feature = "aws-ssm")]
+        "aws_ssm" => StoreConfig::AwsSsm(config_for(k, spec, from_airflow, super::aws_ssm::AwsSsmConfig::from_airflow_kwargs)?),
+        k if KNOWN_KINDS.contains(&k) => {
             return Err(config_error(k, format!("the {k} store is not built into this binary (cargo feature off)")));
         }
         other => {
             return Err(config_error(
                 other,
-                format!("unknown store kind {other:?}; known: metastore, env, local_files, vault, aws_secrets_manager, aws_ssm"),
+                format!("unknown store kind {other:?}; known: {}", KNOWN_KINDS.join(", ")),
             ));
         }
     })
@@ -142,5 +164,9 @@ pub async fn open_config(cfg: StoreConfig) -> Result<DynStore, StoreError> {
         StoreConfig::Metastore(c) => Arc::new(super::metastore::MetastoreStore::open(&c).await?),
         StoreConfig::Env(c) => Arc::new(super::env::EnvStore::new(&c)?),
         StoreConfig::LocalFiles(c) => Arc::new(super::local_files::LocalFilesStore::new(&c)?),
+        #[cfg(feature = "aws-sm")]
+        StoreConfig::AwsSecretsManager(c) => Arc::new(super::aws_secrets_manager::AwsSecretsManagerStore::new(c).await?),
+        #[cfg(feature = "aws-ssm")]
+        StoreConfig::AwsSsm(c) => Arc::new(super::aws_ssm::AwsSsmStore::new(c).await?),
     })
 }
