@@ -123,6 +123,31 @@ pub enum StoreConfig {
     AwsSsm(super::aws_ssm::AwsSsmConfig),
 }
 
+impl StoreConfig {
+    /// Whether this store may take over items this tool did not write (`adopt = true`).
+    pub fn adopt(&self) -> bool {
+        match self {
+            #[cfg(feature = "aws-sm")]
+            StoreConfig::AwsSecretsManager(c) => c.adopt,
+            #[cfg(feature = "aws-ssm")]
+            StoreConfig::AwsSsm(c) => c.adopt,
+            _ => false,
+        }
+    }
+
+    /// `--adopt` on the command line reaches the store too, so its own ownership guard agrees with
+    /// the plan.
+    pub fn set_adopt(&mut self, adopt: bool) {
+        match self {
+            #[cfg(feature = "aws-sm")]
+            StoreConfig::AwsSecretsManager(c) => c.adopt = adopt,
+            #[cfg(feature = "aws-ssm")]
+            StoreConfig::AwsSsm(c) => c.adopt = adopt,
+            _ => {}
+        }
+    }
+}
+
 /// Parse a store table without connecting to anything.
 pub fn parse(spec: &StoreSpec) -> Result<StoreConfig, StoreError> {
     let (kind, from_airflow) = resolve_kind(spec)?;
