@@ -80,8 +80,16 @@ pub fn policy(cfg: &Config, args: &MigrateArgs) -> Result<(Policy, ApplyOptions)
 
 /// `migrate --plan | --apply`.
 pub async fn migrate(cfg: &Config, args: &MigrateArgs, out: &mut dyn Write) -> anyhow::Result<Exit> {
-    let (policy, opts) = policy(cfg, args)?;
-    let (source, target) = open_both(cfg).await?;
+    let (mut policy, opts) = policy(cfg, args)?;
+    let source = registry::open(&cfg.source).await.context("opening the source")?;
+    let mut target_cfg = registry::parse(&cfg.target).context("opening the target")?;
+    // Adoption is one decision: the flag or [apply] adopt reaches the store's own guard, and a
+    // store configured with `adopt = true` lets the plan update what it did not write.
+    if policy.adopt {
+        target_cfg.set_adopt(true);
+    }
+    policy.adopt |= target_cfg.adopt();
+    let target = registry::open_config(target_cfg).await.context("opening the target")?;
     migrate_between(source, target, &policy, &opts, args, out).await
 }
 

@@ -12,7 +12,7 @@
 //! | 7  | the metastore schema is missing or not an Airflow schema |
 //! | 8  | a store is unreachable (nothing was written) |
 //! | 9  | permission denied by a backend |
-//! | 10 | an item cannot be stored in the target (invalid name, too large, not representable, collision) |
+//! | 10 | an item cannot be stored in the target (invalid name, too large, not representable, collision, blocked by the target's state) |
 //! | 11 | throttled or unavailable mid-run: safe to re-run (resumable) |
 //! | 12 | drift: a saved plan no longer matches the stores |
 //! | 13 | partial apply: some items were written, others failed |
@@ -60,7 +60,8 @@ impl Exit {
             | ItemErrorKind::TooLarge
             | ItemErrorKind::NotRepresentable
             | ItemErrorKind::Unreachable
-            | ItemErrorKind::Collision => Exit::InvalidItem,
+            | ItemErrorKind::Collision
+            | ItemErrorKind::Blocked => Exit::InvalidItem,
         }
     }
 

@@ -200,6 +200,8 @@ pub enum ItemErrorKind {
     Collision,
     /// The target holds this item but this tool did not write it.
     NotOwned,
+    /// The target's state blocks the name (pending deletion, soft-deleted, disabled).
+    Blocked,
 }
 
 impl ItemErrorKind {
@@ -216,6 +218,7 @@ impl ItemErrorKind {
             ItemErrorKind::Unreadable => "unreadable",
             ItemErrorKind::Collision => "name collision",
             ItemErrorKind::NotOwned => "not owned by this tool",
+            ItemErrorKind::Blocked => "blocked by the target's state",
         }
     }
 }

@@ -277,12 +277,12 @@ fn changed_fields(want: &Value, have: &Value) -> Vec<&'static str> {
 }
 
 /// What the target loses of `entry`, for the lossiness report.
-pub fn losses(caps: &Capabilities, store: &str, entry: &Entry) -> Vec<Loss> {
+pub fn losses(caps: &Capabilities, entry: &Entry) -> Vec<Loss> {
     let mut out = Vec::new();
     match &entry.value {
         Value::Variable(v) => {
             if v.description.is_some() && !caps.variable_description {
-                out.push(Loss { field: "description", what: format!("variable descriptions are not stored by {store}") });
+                out.push(Loss { field: "description", what: "the target does not store variable descriptions".to_string() });
             }
         }
         Value::Connection(c) => {
@@ -293,7 +293,7 @@ pub fn losses(caps: &Capabilities, store: &str, entry: &Entry) -> Vec<Loss> {
                 && !caps.connection_description
                 && !out.iter().any(|l| l.field == "description")
             {
-                out.push(Loss { field: "description", what: format!("{store} does not return descriptions to Airflow") });
+                out.push(Loss { field: "description", what: "the target does not give descriptions back to Airflow".to_string() });
             }
         }
     }
@@ -317,6 +317,12 @@ fn refusal(caps: &Capabilities, entry: &Entry) -> Option<ItemError> {
         && !caps.empty_variables
     {
         return Some(ItemError::new(ItemErrorKind::NotRepresentable, "an empty variable cannot be stored in the target"));
+    }
+    if let Value::Variable(v) = &entry.value
+        && !caps.variable_line_breaks
+        && v.value.expose_plaintext().chars().any(crate::store::local_files::is_py_line_break)
+    {
+        return Some(ItemError::new(ItemErrorKind::NotRepresentable, "a value with a line break cannot be stored in the target"));
     }
     if let Some(limit) = caps.max_value_bytes {
         let size = encoded_size(caps, entry);
@@ -406,12 +412,13 @@ pub fn diff(source_store: &dyn Store, source: &Inventory, target_store: &dyn Sto
             changes.push(ch);
             continue;
         }
-        ch.losses = losses(&caps, &target_label, entry);
+        ch.losses = losses(&caps, entry);
         let want = projected(&caps, entry);
         match (target.get(id), target.error(id)) {
             (Some(current), _) => {
                 if same_value(&want, &current.value) {
                     ch.action = Action::Unchanged;
+                    ch.losses.clear();
                 } else if current.meta.ownership == Ownership::Foreign && !policy.adopt {
                     ch.error = Some(PlanItemError::new(
                         "target",

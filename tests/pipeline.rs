@@ -144,7 +144,7 @@ async fn selection_by_kind_and_globs() {
     assert!(Selection::from_config(&SelectConfig { only: None, include: vec!["[".into()], exclude: vec![] }).is_err());
 }
 
-/// A target that folds names like Azure Key Vault (`_` -> `-`, case-insensitive), with a 10-byte
+/// A target that folds names like Azure Key Vault (`_` -> `-`, case-insensitive), with a 300-byte
 /// limit and no empty variables.
 struct Folding(MemoryStore);
 
@@ -159,7 +159,7 @@ impl Store for Folding {
     fn capabilities(&self) -> Capabilities {
         let mut c = self.0.capabilities();
         c.case_insensitive_names = true;
-        c.max_value_bytes = Some(10);
+        c.max_value_bytes = Some(300);
         c.empty_variables = false;
         c.connection_description = false;
         c
@@ -192,7 +192,7 @@ async fn collisions_and_capability_refusals_are_per_item_errors() {
         Entry::variable("my-var", "2"),
         Entry::variable("My-Var", "3"),
         Entry::variable("empty", ""),
-        Entry::variable("big", "01234567890"),
+        Entry::variable("big", "x".repeat(301)),
         Entry::variable("a.b", "x"),
         Entry::variable("fine", "ok"),
         Entry::connection("c", described),

@@ -4,3 +4,4 @@
 
 pub mod connection;
 pub mod fernet;
+pub mod metastore;

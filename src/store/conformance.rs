@@ -78,7 +78,16 @@ pub async fn variable_round_trip(store: &dyn Store) {
     if skip(store, Kind::Variable) {
         return;
     }
-    let value = "v\u{e9}\u{1f600} line1\nline2\t\"quoted\" 'single' $HOME %41 \\";
+    let multi_line = "v\u{e9}\u{1f600} line1\nline2\t\"quoted\" 'single' $HOME %41 \\";
+    let one_line = "v\u{e9}\u{1f600} line1\tline2 \"quoted\" 'single' $HOME %41 \\";
+    let value = if store.capabilities().variable_line_breaks {
+        multi_line
+    } else {
+        let entry = Entry::variable(unique_id("var_lines"), multi_line);
+        let err = store.write(&entry, &Precondition::Any).await.expect_err("a line break the store cannot hold");
+        assert_item_error(store, &err, &entry.id, ItemErrorKind::NotRepresentable);
+        one_line
+    };
     let entry = Entry::variable(unique_id("var_rt"), value);
     write_ok(store, &entry).await;
     let got = read_one(store, &entry.id).await.unwrap_or_else(|| panic!("{store}: {} not found after write", entry.id));

@@ -1,1 +1,642 @@
-//! (Skeleton: filled in by its own work item.)
+//! The Airflow metastore as a [`Store`] (read side): the `variable` and `connection` tables of a
+//! PostgreSQL, MySQL/MariaDB or SQLite database, decrypted the way Airflow's ORM does it.
+//!
+//! Mirrors `airflow.models.Variable.get_val` and `Connection.get_password` / `get_extra`:
+//! a field is decrypted only when its own flag is set and (connections) the value is truthy,
+//! per row (spec §1.4, §9 item 1). What Airflow defines (URL forms, tables, SQL) lives in
+//! [`crate::airflow::metastore`]; this module owns the database connection and turns rows into
+//! an [`Inventory`]. A row that does not decrypt is a per-item error, never a crash, never skipped
+//! and never its raw token copied as a value (spec §10.1). Writing rows is not implemented yet:
+//! the store is read-only.
+//!
+//! Tested against the real Airflow-made SQLite files in `shared/testdata/metastore/` and the same
+//! rows in real PostgreSQL and MariaDB (`tests/metastore.rs`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use sqlx::{AssertSqlSafe, ColumnIndex, ConnectOptions, Decode, Row, Type};
+
+use super::{Capabilities, ConnectionFormat, Precondition, Store, StoreError};
+use crate::airflow::fernet::{AirflowFernet, DecryptError, resolve_key};
+use crate::airflow::metastore::{
+    Columns, Dialect, MetastoreSchema, MetastoreUrl, parse_sql_alchemy_url, qualified_table, quote_ident,
+    validate_schema_name,
+};
+use crate::model::{
+    Connection, Entry, Inventory, ItemError, ItemErrorKind, ItemId, Kind, Meta, SecretValue, Value, Variable,
+};
+
+/// Env fallbacks Airflow itself reads for the two `[database]` options.
+pub const ENV_SQL_ALCHEMY_CONN: &str = "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN";
+pub const ENV_SQL_ALCHEMY_SCHEMA: &str = "AIRFLOW__DATABASE__SQL_ALCHEMY_SCHEMA";
+
+/// How long the first connection may take before the database counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// `[metastore]` in our config: Airflow's own option names.
+///
+/// `Debug` is hand-written: `sql_alchemy_conn` carries the database password and `fernet_key`
+/// the key; neither is printed.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetastoreConfig {
+    /// A SQLAlchemy URL; falls back to env `AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`.
+    #[serde(default)]
+    pub sql_alchemy_conn: Option<String>,
+    /// PG schema (MySQL: database) holding the tables; falls back to env
+    /// `AIRFLOW__DATABASE__SQL_ALCHEMY_SCHEMA`. Empty means none.
+    #[serde(default)]
+    pub sql_alchemy_schema: Option<String>,
+    /// As `[core] fernet_key` in airflow.cfg; env `AIRFLOW__CORE__FERNET_KEY` wins over it (§2.3).
+    #[serde(default, deserialize_with = "deserialize_secret")]
+    pub fernet_key: Option<SecretValue>,
+    /// As `[core] fernet_key_cmd`.
+    #[serde(default)]
+    pub fernet_key_cmd: Option<String>,
+}
+
+fn deserialize_secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SecretValue>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.map(SecretValue::from))
+}
+
+impl fmt::Debug for MetastoreConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let conn = self.sql_alchemy_conn.as_deref().map(|u| match parse_sql_alchemy_url(u) {
+            Ok(url) => url.to_string(),
+            Err(_) => "<unparseable>".to_string(),
+        });
+        f.debug_struct("MetastoreConfig")
+            .field("sql_alchemy_conn", &conn)
+            .field("sql_alchemy_schema", &self.sql_alchemy_schema)
+            .field("fernet_key", &self.fernet_key.as_ref().map(|_| "***"))
+            .field("fernet_key_cmd", &self.fernet_key_cmd.as_ref().map(|_| "<set>"))
+            .finish()
+    }
+}
+
+/// One pool per dialect: sqlx needs the driver named at every query (dependencies.md).
+#[derive(Clone)]
+enum Pool {
+    Postgres(PgPool),
+    MySql(MySqlPool),
+    Sqlite(SqlitePool),
+}
+
+/// The metastore, opened and probed.
+pub struct MetastoreStore {
+    url: MetastoreUrl,
+    db_schema: Option<String>,
+    schema: MetastoreSchema,
+    pool: Pool,
+    fernet: AirflowFernet,
+}
+
+impl fmt::Debug for MetastoreStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MetastoreStore")
+            .field("url", &self.url)
+            .field("db_schema", &self.db_schema)
+            .field("schema", &self.schema)
+            .field("fernet", &self.fernet)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Display for MetastoreStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "metastore:{}", self.url)?;
+        if let Some(s) = &self.db_schema {
+            write!(f, "?schema={s}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One `variable` row, decoded column by column so that one bad cell fails only its item.
+struct VariableRow {
+    row_id: i64,
+    key: Option<String>,
+    val: Result<Option<String>, String>,
+    description: Option<String>,
+    is_encrypted: Option<bool>,
+}
+
+struct ConnectionRow {
+    conn_id: String,
+    conn_type: Option<String>,
+    description: Option<String>,
+    host: Option<String>,
+    schema: Option<String>,
+    login: Option<String>,
+    password: Result<Option<String>, String>,
+    port: Result<Option<i64>, String>,
+    extra: Result<Option<String>, String>,
+    is_encrypted: Option<bool>,
+    is_extra_encrypted: Option<bool>,
+}
+
+fn cell<'r, R, T>(row: &'r R, col: &str) -> Result<T, String>
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    T: Decode<'r, R::Database> + Type<R::Database>,
+{
+    // The driver's message names the column and types, not the cell's content.
+    row.try_get::<T, _>(col).map_err(|e| format!("column {col}: {e}"))
+}
+
+fn variable_row<R>(row: &R) -> Result<VariableRow, String>
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let row_id: i64 = cell(row, "id")?;
+    Ok(VariableRow {
+        row_id,
+        key: cell(row, "key").map_err(|e| format!("variable row id {row_id}: {e}"))?,
+        val: cell(row, "val"),
+        description: cell(row, "description").ok().flatten(),
+        is_encrypted: cell(row, "is_encrypted").map_err(|e| format!("variable row id {row_id}: {e}"))?,
+    })
+}
+
+fn connection_row<R>(row: &R) -> Result<ConnectionRow, String>
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let conn_id: String = cell(row, "conn_id")?;
+    let named = |e: String| format!("connection '{}': {e}", conn_id.escape_debug());
+    Ok(ConnectionRow {
+        conn_type: cell(row, "conn_type").map_err(named)?,
+        description: cell(row, "description").map_err(named)?,
+        host: cell(row, "host").map_err(named)?,
+        schema: cell(row, "schema").map_err(named)?,
+        login: cell(row, "login").map_err(named)?,
+        password: cell(row, "password"),
+        port: cell(row, "port"),
+        extra: cell(row, "extra"),
+        is_encrypted: cell(row, "is_encrypted").map_err(named)?,
+        is_extra_encrypted: cell(row, "is_extra_encrypted").map_err(named)?,
+        conn_id,
+    })
+}
+
+/// Build Airflow's Fernet the way `get_fernet()` sees its key (spec §2.2, §2.3): env
+/// `AIRFLOW__CORE__FERNET_KEY` first (an empty value is a hit: NullFernet), then
+/// `AIRFLOW__CORE__FERNET_KEY_CMD`, then the config's `fernet_key`, then `fernet_key_cmd`.
+fn build_fernet(
+    cfg: &MetastoreConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+    store: &str,
+) -> Result<AirflowFernet, StoreError> {
+    let fernet_error = |reason: String| StoreError::FernetKey { store: store.to_string(), reason };
+    let resolved = resolve_key(env, cfg.fernet_key.as_ref(), cfg.fernet_key_cmd.as_deref())
+        .map_err(|e| fernet_error(e.to_string()))?;
+    tracing::debug!(store, source = %resolved.source, "fernet key resolved");
+    // `fernet()` names the source in its error ("[core] fernet_key: Could not create ...").
+    resolved.fernet().map_err(|e| fernet_error(e.to_string()))
+}
+
+impl MetastoreStore {
+    /// Connect, resolve the Fernet key and probe the schema, reading env from the process.
+    pub async fn open(cfg: &MetastoreConfig) -> Result<Self, StoreError> {
+        Self::open_with_env(cfg, &|k| std::env::var(k).ok()).await
+    }
+
+    /// [`open`](Self::open) with the environment supplied (tests, and callers that resolved it).
+    pub async fn open_with_env(
+        cfg: &MetastoreConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, StoreError> {
+        let conn = cfg.sql_alchemy_conn.clone().or_else(|| env(ENV_SQL_ALCHEMY_CONN)).filter(|c| !c.trim().is_empty());
+        let Some(conn) = conn else {
+            return Err(StoreError::Config {
+                store: "metastore".into(),
+                message: format!("no sql_alchemy_conn configured (and {ENV_SQL_ALCHEMY_CONN} is unset)"),
+            });
+        };
+        let url = parse_sql_alchemy_url(&conn)
+            .map_err(|e| StoreError::Config { store: "metastore".into(), message: e.to_string() })?;
+        let db_schema = cfg.sql_alchemy_schema.clone().or_else(|| env(ENV_SQL_ALCHEMY_SCHEMA)).filter(|s| !s.is_empty());
+        let store_name = format!("metastore:{url}");
+        if let Some(s) = &db_schema {
+            validate_schema_name(s).map_err(|message| StoreError::Config { store: store_name.clone(), message })?;
+            if url.dialect == Dialect::Sqlite {
+                return Err(StoreError::Config {
+                    store: store_name,
+                    message: "sql_alchemy_schema is not supported with SQLite".into(),
+                });
+            }
+        }
+
+        let fernet = build_fernet(cfg, env, &store_name)?;
+        let pool = connect(&url, &store_name).await?;
+        let mut store = Self {
+            url,
+            db_schema,
+            pool,
+            fernet,
+            schema: MetastoreSchema {
+                team: crate::airflow::metastore::TeamColumn::None,
+                nullable_flags: true,
+                variable_has_description: false,
+                connection_has_description: false,
+                alembic_revision: None,
+            },
+        };
+        store.schema = store.probe_schema().await?;
+        tracing::debug!(store = %store, generation = store.schema.generation(),
+            revision = ?store.schema.alembic_revision, "metastore schema detected");
+        Ok(store)
+    }
+
+    /// The table shapes found (team column, nullability, alembic revision), for reporting.
+    pub fn schema(&self) -> &MetastoreSchema {
+        &self.schema
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.url.dialect
+    }
+
+    /// Whether a Fernet key is configured (false means NullFernet: encrypted rows are unreadable).
+    pub fn has_fernet_key(&self) -> bool {
+        !self.fernet.is_null()
+    }
+
+    fn err_backend(&self, op: &'static str, e: impl fmt::Display) -> StoreError {
+        StoreError::Backend { store: self.to_string(), op, reason: self.url.scrub(&e.to_string()) }
+    }
+
+    async fn probe_schema(&self) -> Result<MetastoreSchema, StoreError> {
+        let variable = self.columns("variable").await?;
+        let connection = self.columns("connection").await?;
+        let mut schema = MetastoreSchema::detect(&variable, &connection).map_err(|e| {
+            let place = match &self.db_schema {
+                Some(s) => format!("{} (schema {s})", self.url),
+                None => self.url.to_string(),
+            };
+            StoreError::Schema {
+                store: self.to_string(),
+                message: format!("{e} in {place}; run `airflow db migrate` first"),
+            }
+        })?;
+        schema.alembic_revision = self.alembic_revision().await;
+        Ok(schema)
+    }
+
+    /// Column name → nullable for `table`; empty if the table does not exist.
+    async fn columns(&self, table: &str) -> Result<Columns, StoreError> {
+        let schema = self.db_schema.as_deref();
+        let pairs: Vec<(String, bool)> = match &self.pool {
+            Pool::Postgres(p) => {
+                // to_regclass resolves an unqualified name through search_path exactly as the
+                // unqualified SELECT will, and gives NULL (no rows) for a missing table.
+                let regclass = qualified_table(Dialect::Postgres, schema, table);
+                sqlx::query_as::<_, (String, bool)>(
+                    "SELECT a.attname::text, NOT a.attnotnull FROM pg_catalog.pg_attribute a \
+                     WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
+                )
+                .bind(regclass)
+                .fetch_all(p)
+                .await
+            }
+            Pool::MySql(p) => {
+                sqlx::query_as::<_, (String, bool)>(
+                    "SELECT CAST(column_name AS CHAR), is_nullable = 'YES' FROM information_schema.columns \
+                     WHERE table_schema = COALESCE(?, DATABASE()) AND table_name = ?",
+                )
+                .bind(schema)
+                .bind(table)
+                .fetch_all(p)
+                .await
+            }
+            Pool::Sqlite(p) => {
+                sqlx::query_as::<_, (String, bool)>("SELECT name, \"notnull\" = 0 FROM pragma_table_info(?)")
+                    .bind(table)
+                    .fetch_all(p)
+                    .await
+            }
+        }
+        .map_err(|e| self.err_backend("probe schema", e))?;
+        Ok(pairs.into_iter().collect::<BTreeMap<_, _>>())
+    }
+
+    /// Best effort: a database without `alembic_version` is still read (detection uses columns).
+    async fn alembic_revision(&self) -> Option<String> {
+        let d = self.url.dialect;
+        let sql = format!(
+            "SELECT {} FROM {}",
+            quote_ident(d, "version_num"),
+            qualified_table(d, self.db_schema.as_deref(), "alembic_version")
+        );
+        let r = match &self.pool {
+            Pool::Postgres(p) => sqlx::query_scalar::<_, String>(AssertSqlSafe(sql)).fetch_optional(p).await,
+            Pool::MySql(p) => sqlx::query_scalar::<_, String>(AssertSqlSafe(sql)).fetch_optional(p).await,
+            Pool::Sqlite(p) => sqlx::query_scalar::<_, String>(AssertSqlSafe(sql)).fetch_optional(p).await,
+        };
+        r.ok().flatten()
+    }
+
+    async fn variable_rows(&self) -> Result<Vec<VariableRow>, StoreError> {
+        // The only dynamic part is the schema prefix, checked by validate_schema_name in open().
+        let sql = AssertSqlSafe(self.schema.select_variables(self.url.dialect, self.db_schema.as_deref()));
+        let rows: Result<Vec<VariableRow>, String> = match &self.pool {
+            Pool::Postgres(p) => {
+                let rows = sqlx::query(sql).fetch_all(p).await.map_err(|e| self.err_backend("scan variables", e))?;
+                rows.iter().map(variable_row).collect()
+            }
+            Pool::MySql(p) => {
+                let rows = sqlx::query(sql).fetch_all(p).await.map_err(|e| self.err_backend("scan variables", e))?;
+                rows.iter().map(variable_row).collect()
+            }
+            Pool::Sqlite(p) => {
+                let rows = sqlx::query(sql).fetch_all(p).await.map_err(|e| self.err_backend("scan variables", e))?;
+                rows.iter().map(variable_row).collect()
+            }
+        };
+        rows.map_err(|e| self.err_backend("scan variables", e))
+    }
+
+    async fn connection_rows(&self) -> Result<Vec<ConnectionRow>, StoreError> {
+        let sql = AssertSqlSafe(self.schema.select_connections(self.url.dialect, self.db_schema.as_deref()));
+        let rows: Result<Vec<ConnectionRow>, String> = match &self.pool {
+            Pool::Postgres(p) => {
+                let rows = sqlx::query(sql).fetch_all(p).await.map_err(|e| self.err_backend("scan connections", e))?;
+                rows.iter().map(connection_row).collect()
+            }
+            Pool::MySql(p) => {
+                let rows = sqlx::query(sql).fetch_all(p).await.map_err(|e| self.err_backend("scan connections", e))?;
+                rows.iter().map(connection_row).collect()
+            }
+            Pool::Sqlite(p) => {
+                let rows = sqlx::query(sql).fetch_all(p).await.map_err(|e| self.err_backend("scan connections", e))?;
+                rows.iter().map(connection_row).collect()
+            }
+        };
+        rows.map_err(|e| self.err_backend("scan connections", e))
+    }
+
+    /// Decrypt `token` or say why not. The detail names the field and the cause, never the token.
+    fn decrypt(&self, field: &str, flag: &str, token: &str) -> Result<SecretValue, ItemError> {
+        let err = if self.fernet.is_null() {
+            DecryptError::NoKey
+        } else {
+            match self.fernet.decrypt(token) {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            }
+        };
+        let kind = match err {
+            DecryptError::NoKey => ItemErrorKind::NoKey,
+            DecryptError::WrongKey => ItemErrorKind::WrongKey,
+            DecryptError::Corrupt => ItemErrorKind::CorruptToken,
+        };
+        Err(ItemError::new(kind, format!("{field} is flagged {flag} but {err}")))
+    }
+
+    fn variable_entry(&self, row: VariableRow) -> Option<(ItemId, Result<Entry, ItemError>)> {
+        let Some(key) = row.key else {
+            // A 2.x row with a NULL key: Airflow cannot look it up, and the 3.2 migration
+            // (`888b59e02a5b`) renames it to this. Report it under that name rather than skip it.
+            let id = ItemId::variable(format!("__airflow_var_fix_888b59e02a5b_{}", row.row_id));
+            let detail = format!("variable row id {} has a NULL key; Airflow cannot look it up", row.row_id);
+            return Some((id, Err(ItemError::new(ItemErrorKind::Unparseable, detail))));
+        };
+        let id = ItemId::variable(key);
+        let val = match row.val {
+            Ok(Some(v)) => v,
+            // Spec §1.2: a NULL val reads as absent in Airflow (get_val returns None).
+            Ok(None) => {
+                tracing::warn!(id = %id, "variable row has a NULL val; Airflow reads it as absent, skipping");
+                return None;
+            }
+            Err(e) => return Some((id, Err(ItemError::new(ItemErrorKind::Unparseable, e)))),
+        };
+        // Variable.get_val decrypts when `_val is not None and is_encrypted` (not "truthy").
+        let value = if row.is_encrypted == Some(true) {
+            match self.decrypt("val", "is_encrypted", &val) {
+                Ok(v) => v,
+                Err(e) => return Some((id, Err(e))),
+            }
+        } else {
+            SecretValue::from(val)
+        };
+        let entry = Entry {
+            id: id.clone(),
+            value: Value::Variable(Variable { value, description: row.description }),
+            meta: Meta { name: Some(id.id.clone()), ..Meta::default() },
+        };
+        Some((id, Ok(entry)))
+    }
+
+    /// `Connection.get_password` / `get_extra`: decrypt iff the field's flag is set and the value
+    /// is truthy; NULL flags are false (2.x).
+    fn connection_field(
+        &self,
+        field: &str,
+        flag_name: &str,
+        stored: Result<Option<String>, String>,
+        flag: Option<bool>,
+    ) -> Result<Option<SecretValue>, ItemError> {
+        match stored.map_err(|e| ItemError::new(ItemErrorKind::Unparseable, e))? {
+            None => Ok(None),
+            Some(s) if flag == Some(true) && !s.is_empty() => self.decrypt(field, flag_name, &s).map(Some),
+            Some(s) => Ok(Some(SecretValue::from(s))),
+        }
+    }
+
+    fn connection_entry(&self, row: ConnectionRow) -> (ItemId, Result<Entry, ItemError>) {
+        let id = ItemId::connection(row.conn_id);
+        let port = match row.port {
+            Ok(None) => None,
+            Ok(Some(p)) => match u16::try_from(p) {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    let detail = format!("port {p} is outside 0..=65535");
+                    return (id, Err(ItemError::new(ItemErrorKind::Unparseable, detail)));
+                }
+            },
+            Err(e) => return (id, Err(ItemError::new(ItemErrorKind::Unparseable, e))),
+        };
+        let password = self.connection_field("password", "is_encrypted", row.password, row.is_encrypted);
+        let extra = self.connection_field("extra", "is_extra_encrypted", row.extra, row.is_extra_encrypted);
+        let (password, extra) = match (password, extra) {
+            (Ok(p), Ok(x)) => (p, x),
+            (Err(e), Ok(_)) | (Ok(_), Err(e)) => return (id, Err(e)),
+            (Err(p), Err(x)) => {
+                let detail = format!("{}; {}", p.detail, x.detail);
+                return (id, Err(ItemError::new(p.kind, detail)));
+            }
+        };
+        let conn = Connection {
+            conn_type: row.conn_type,
+            description: row.description,
+            host: row.host,
+            login: row.login,
+            password,
+            schema: row.schema,
+            port,
+            extra,
+        };
+        let entry =
+            Entry { id: id.clone(), value: Value::Connection(conn), meta: Meta { name: Some(id.id.clone()), ..Meta::default() } };
+        (id, Ok(entry))
+    }
+}
+
+async fn connect(url: &MetastoreUrl, store: &str) -> Result<Pool, StoreError> {
+    let config = |e: sqlx::Error| StoreError::Config { store: store.to_string(), message: url.scrub(&e.to_string()) };
+    let unreachable = |reason: String| StoreError::Unreachable {
+        store: store.to_string(),
+        reason: format!("{}: {}", url.location(), url.scrub(&reason)),
+    };
+    // One direct attempt first: a pool would retry "connection refused" until its timeout, and
+    // the operator wants the reason now. The pool then connects lazily with the same options.
+    macro_rules! probe {
+        ($opts:expr) => {
+            match tokio::time::timeout(CONNECT_TIMEOUT, $opts.connect()).await {
+                Err(_) => return Err(unreachable(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()))),
+                Ok(Err(e)) => return Err(classify_connect(e, store, url)),
+                Ok(Ok(conn)) => drop(conn),
+            }
+        };
+    }
+    match url.dialect {
+        Dialect::Postgres => {
+            // No statement cache: PgBouncer in transaction mode (dependencies.md pitfall 9).
+            let opts = PgConnectOptions::from_str(url.sqlx_url()).map_err(config)?.statement_cache_capacity(0);
+            probe!(opts);
+            Ok(Pool::Postgres(PgPoolOptions::new().max_connections(4).acquire_timeout(CONNECT_TIMEOUT).connect_lazy_with(opts)))
+        }
+        Dialect::MySql => {
+            let opts = MySqlConnectOptions::from_str(url.sqlx_url()).map_err(config)?;
+            probe!(opts);
+            Ok(Pool::MySql(MySqlPoolOptions::new().max_connections(4).acquire_timeout(CONNECT_TIMEOUT).connect_lazy_with(opts)))
+        }
+        Dialect::Sqlite => {
+            // Read-only: this store never writes, and must never create an empty file.
+            let opts = SqliteConnectOptions::new().filename(url.sqlx_url()).read_only(true).create_if_missing(false);
+            probe!(opts);
+            Ok(Pool::Sqlite(SqlitePoolOptions::new().max_connections(4).acquire_timeout(CONNECT_TIMEOUT).connect_lazy_with(opts)))
+        }
+    }
+}
+
+/// Map a failed first connection: credentials refused is PermissionDenied, the rest Unreachable.
+fn classify_connect(e: sqlx::Error, store: &str, url: &MetastoreUrl) -> StoreError {
+    let reason = format!("{}: {}", url.location(), url.scrub(&e.to_string()));
+    if let sqlx::Error::Database(db) = &e {
+        // PG 28P01/28000 (auth), MySQL 1045 (access denied) / 1044 (no access to db).
+        let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+        if matches!(code.as_str(), "28P01" | "28000" | "1045" | "1044") {
+            return StoreError::PermissionDenied { store: store.to_string(), what: reason };
+        }
+    }
+    StoreError::Unreachable { store: store.to_string(), reason }
+}
+
+#[async_trait]
+impl Store for MetastoreStore {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            read_only: true,
+            variables: true,
+            connections: true,
+            max_value_bytes: None,
+            empty_variables: true,
+            variable_line_breaks: true,
+            connection_format: ConnectionFormat::Fields,
+            connection_description: true,
+            variable_description: true,
+            can_tag: false,
+            can_delete: false,
+            conditional_writes: false,
+            read_batch: 10_000,
+            write_concurrency: 1,
+            // key / conn_id are case-sensitive on every dialect (MySQL: utf8mb3_bin, spec §1.2).
+            case_insensitive_names: false,
+        }
+    }
+
+    async fn scan(&self, kind: Kind) -> Result<Inventory, StoreError> {
+        let mut inv = Inventory::new();
+        let mut put = |id: ItemId, r: Result<Entry, ItemError>| match r {
+            Ok(e) => inv.insert(e),
+            Err(e) => inv.insert_error(id, e),
+        };
+        match kind {
+            Kind::Variable => {
+                for row in self.variable_rows().await? {
+                    if let Some((id, r)) = self.variable_entry(row) {
+                        put(id, r);
+                    }
+                }
+            }
+            Kind::Connection => {
+                for row in self.connection_rows().await? {
+                    let (id, r) = self.connection_entry(row);
+                    put(id, r);
+                }
+            }
+        }
+        Ok(inv)
+    }
+
+    async fn write(&self, _entry: &Entry, _pre: &Precondition) -> Result<(), StoreError> {
+        Err(StoreError::ReadOnly { store: self.to_string() })
+    }
+
+    async fn delete(&self, _id: &ItemId) -> Result<(), StoreError> {
+        Err(StoreError::ReadOnly { store: self.to_string() })
+    }
+
+    async fn check(&self) -> Result<(), StoreError> {
+        let r = match &self.pool {
+            Pool::Postgres(p) => sqlx::query("SELECT 1").execute(p).await.map(drop),
+            Pool::MySql(p) => sqlx::query("SELECT 1").execute(p).await.map(drop),
+            Pool::Sqlite(p) => sqlx::query("SELECT 1").execute(p).await.map(drop),
+        };
+        r.map_err(|e| StoreError::Unavailable {
+            store: self.to_string(),
+            op: "check",
+            reason: self.url.scrub(&e.to_string()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_debug_hides_credentials() {
+        let cfg: MetastoreConfig = toml::from_str(
+            r#"
+            sql_alchemy_conn = "postgresql+psycopg2://airflow:pw-canary@db:5432/airflow"
+            fernet_key = "key-canary"
+            fernet_key_cmd = "cat /secret-canary"
+            "#,
+        )
+        .unwrap();
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("canary"), "{shown}");
+        assert!(shown.contains("postgresql://db:5432/airflow"), "{shown}");
+        assert_eq!(cfg.fernet_key.unwrap().expose_plaintext(), "key-canary");
+    }
+}

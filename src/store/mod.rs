@@ -20,6 +20,8 @@ pub mod metastore;
 pub mod registry;
 #[cfg(feature = "vault")]
 pub mod vault;
+#[cfg(any(feature = "aws-sm", feature = "aws-ssm"))]
+pub mod aws_common;
 #[cfg(feature = "aws-sm")]
 pub mod aws_secrets_manager;
 #[cfg(feature = "aws-ssm")]
@@ -56,6 +58,8 @@ pub struct Capabilities {
     pub max_value_bytes: Option<usize>,
     /// Whether an empty variable value can be stored and read back as found.
     pub empty_variables: bool,
+    /// Whether a variable value may contain line breaks (Airflow's `.env` format cannot hold them).
+    pub variable_line_breaks: bool,
     pub connection_format: ConnectionFormat,
     /// Whether a connection's description survives a round trip.
     pub connection_description: bool,
@@ -83,6 +87,7 @@ impl Capabilities {
             connections: true,
             max_value_bytes: None,
             empty_variables: true,
+            variable_line_breaks: true,
             connection_format: ConnectionFormat::Fields,
             connection_description: true,
             variable_description: false,

@@ -77,12 +77,121 @@ pub fn resolve_kind(spec: &StoreSpec) -> Result<(String, bool), StoreError> {
     }
 }
 
+/// A store's config: its native table, or (from an Airflow class path) its mapping of
+/// `backend_kwargs`.
+fn config_for<T: DeserializeOwned>(
+    kind: &str,
+    spec: &StoreSpec,
+    from_airflow: bool,
+    from_kwargs: impl Fn(&serde_json::Map<String, serde_json::Value>) -> Result<T, String>,
+) -> Result<T, StoreError> {
+    if from_airflow {
+        from_kwargs(&backend_kwargs(spec)?).map_err(|m| config_error(kind, m))
+    } else {
+        native(kind, spec)
+    }
+}
+
+/// Kwargs whose names are already our keys (LocalFilesystemBackend): deserialize them as they are.
+fn kwargs_as_is<T: DeserializeOwned>(kwargs: &serde_json::Map<String, serde_json::Value>) -> Result<T, String> {
+    serde_json::from_value(serde_json::Value::Object(kwargs.clone())).map_err(|e| e.to_string())
+}
+
+/// Every store kind this tool knows, whether or not its cargo feature is compiled in.
+pub const KNOWN_KINDS: &[&str] = &[
+    "metastore",
+    "env",
+    "local_files",
+    "vault",
+    "aws_secrets_manager",
+    "aws_ssm",
+    "gcp_secret_manager",
+    "azure_key_vault",
+];
+
+/// A store's parsed configuration: what `open` builds from, and what `config check` shows.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StoreConfig {
+    Memory,
+    Metastore(super::metastore::MetastoreConfig),
+    Env(super::env::EnvConfig),
+    LocalFiles(super::local_files::LocalFilesConfig),
+    #[cfg(feature = "aws-sm")]
+    AwsSecretsManager(super::aws_secrets_manager::AwsSecretsManagerConfig),
+    #[cfg(feature = "aws-ssm")]
+    AwsSsm(super::aws_ssm::AwsSsmConfig),
+}
+
+impl StoreConfig {
+    /// Whether this store may take over items this tool did not write (`adopt = true`).
+    pub fn adopt(&self) -> bool {
+        match self {
+            #[cfg(feature = "aws-sm")]
+            StoreConfig::AwsSecretsManager(c) => c.adopt,
+            #[cfg(feature = "aws-ssm")]
+            StoreConfig::AwsSsm(c) => c.adopt,
+            _ => false,
+        }
+    }
+
+    /// `--adopt` on the command line reaches the store too, so its own ownership guard agrees with
+    /// the plan.
+    pub fn set_adopt(&mut self, adopt: bool) {
+        match self {
+            #[cfg(feature = "aws-sm")]
+            StoreConfig::AwsSecretsManager(c) => c.adopt = adopt,
+            #[cfg(feature = "aws-ssm")]
+            StoreConfig::AwsSsm(c) => c.adopt = adopt,
+            _ => {}
+        }
+    }
+}
+
+/// Parse a store table without connecting to anything.
+pub fn parse(spec: &StoreSpec) -> Result<StoreConfig, StoreError> {
+    let (kind, from_airflow) = resolve_kind(spec)?;
+    let k = kind.as_str();
+    Ok(match k {
+        "memory" => StoreConfig::Memory,
+        // MetastoreBackend takes no kwargs: everything comes from Airflow's own env/config.
+        "metastore" => StoreConfig::Metastore(config_for(k, spec, from_airflow, kwargs_as_is)?),
+        // EnvironmentVariablesBackend takes no kwargs: the process environment.
+        "env" => StoreConfig::Env(config_for(k, spec, from_airflow, kwargs_as_is)?),
+        // LocalFilesystemBackend's kwargs are our keys (variables_file_path, connections_file_path).
+        "local_files" => StoreConfig::LocalFiles(config_for(k, spec, from_airflow, kwargs_as_is)?),
+        #[cfg(feature = "aws-sm")]
+        "aws_secrets_manager" => StoreConfig::AwsSecretsManager(config_for(k, spec, from_airflow, |m| {
+            super::aws_secrets_manager::AwsSecretsManagerConfig::from_airflow_kwargs(m)
+        })?),
+        #[cfg(feature = "aws-ssm")]
+        "aws_ssm" => StoreConfig::AwsSsm(config_for(k, spec, from_airflow, super::aws_ssm::AwsSsmConfig::from_airflow_kwargs)?),
+        k if KNOWN_KINDS.contains(&k) => {
+            return Err(config_error(k, format!("the {k} store is not built into this binary (cargo feature off)")));
+        }
+        other => {
+            return Err(config_error(
+                other,
+                format!("unknown store kind {other:?}; known: {}", KNOWN_KINDS.join(", ")),
+            ));
+        }
+    })
+}
+
 /// Open the store a config table describes.
 pub async fn open(spec: &StoreSpec) -> Result<DynStore, StoreError> {
-    let (kind, from_airflow) = resolve_kind(spec)?;
-    let _ = from_airflow;
-    match kind.as_str() {
-        "memory" => Ok(Arc::new(super::memory::MemoryStore::new("config"))),
-        other => Err(config_error(other, format!("unknown store kind {other:?}"))),
-    }
+    open_config(parse(spec)?).await
+}
+
+pub async fn open_config(cfg: StoreConfig) -> Result<DynStore, StoreError> {
+    Ok(match cfg {
+        StoreConfig::Memory => Arc::new(super::memory::MemoryStore::new("config")),
+        StoreConfig::Metastore(c) => Arc::new(super::metastore::MetastoreStore::open(&c).await?),
+        StoreConfig::Env(c) => Arc::new(super::env::EnvStore::new(&c)?),
+        StoreConfig::LocalFiles(c) => Arc::new(super::local_files::LocalFilesStore::new(&c)?),
+        #[cfg(feature = "aws-sm")]
+        StoreConfig::AwsSecretsManager(c) => Arc::new(super::aws_secrets_manager::AwsSecretsManagerStore::new(c).await?),
+        #[cfg(feature = "aws-ssm")]
+        StoreConfig::AwsSsm(c) => Arc::new(super::aws_ssm::AwsSsmStore::new(c).await?),
+    })
 }
