@@ -538,6 +538,7 @@ impl Store for AzureKeyVaultStore {
             connections: self.cfg.connections_prefix.is_some(),
             max_value_bytes: Some(MAX_VALUE_BYTES),
             empty_variables: true,
+            variable_line_breaks: true,
             connection_format: ConnectionFormat::Json,
             connection_description: true,
             variable_description: false,

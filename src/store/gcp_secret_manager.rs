@@ -716,6 +716,7 @@ impl Store for GcpSecretManagerStore {
             connections: self.cfg.connections_prefix.is_some(),
             max_value_bytes: Some(MAX_PAYLOAD_BYTES),
             empty_variables: false,
+            variable_line_breaks: true,
             connection_format: ConnectionFormat::Json,
             connection_description: true,
             variable_description: false,
