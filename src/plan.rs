@@ -434,6 +434,11 @@ pub fn diff(source_store: &dyn Store, source: &Inventory, target_store: &dyn Sto
                     ch.desired = Some(entry.clone());
                 }
             }
+            (None, Some(err)) if err.kind == ItemErrorKind::Blocked => {
+                // A disabled secret, a name pending deletion: the target's state must be changed
+                // deliberately first; overwriting it blindly is not ours to decide.
+                ch.error = Some(PlanItemError::new("target", err));
+            }
             (None, Some(err)) => {
                 // The target holds something Airflow cannot read either; replacing it fixes it.
                 ch.action = Action::Update;

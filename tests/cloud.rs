@@ -549,11 +549,11 @@ async fn azure_disabled_secrets_are_reported_not_overwritten() {
 
     let inv: Inventory = store.scan(Kind::Variable).await.unwrap();
     let err = inv.error(&ItemId::variable("off")).expect("a per-item error");
-    assert_eq!(err.kind, ItemErrorKind::Unreadable);
+    assert_eq!(err.kind, ItemErrorKind::Blocked);
     assert!(err.detail.contains("disabled"));
     assert!(inv.get(&ItemId::variable("on")).is_some());
     let read = store.read(&[ItemId::variable("off")]).await.unwrap();
-    assert_eq!(read.error(&ItemId::variable("off")).unwrap().kind, ItemErrorKind::Unreadable);
+    assert_eq!(read.error(&ItemId::variable("off")).unwrap().kind, ItemErrorKind::Blocked);
 
     let err = store.write(&Entry::variable("off", "v2"), &Precondition::Any).await.unwrap_err();
     assert!(matches!(&err, StoreError::Item { error, .. } if error.detail.contains("disabled")), "{err}");

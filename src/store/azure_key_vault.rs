@@ -404,7 +404,7 @@ impl AzureKeyVaultStore {
         match f {
             Failure::Store(e) => e,
             Failure::NotFound => StoreError::Backend { store: self.to_string(), op, reason: "not found".into() },
-            Failure::Disabled => self.item_err(id, ItemErrorKind::Unreadable, "the secret is disabled"),
+            Failure::Disabled => self.item_err(id, ItemErrorKind::Blocked, "the secret is disabled"),
             Failure::SoftDeleted => self.item_err(
                 id,
                 ItemErrorKind::NotRepresentable,
@@ -459,7 +459,7 @@ impl AzureKeyVaultStore {
                 Failure::NotFound => {}
                 Failure::Disabled => inv.insert_error(
                     id.clone(),
-                    ItemError::new(ItemErrorKind::Unreadable, "the secret is disabled; Airflow gets HTTP 403 and raises"),
+                    ItemError::new(ItemErrorKind::Blocked, "the secret is disabled; Airflow gets HTTP 403 and raises"),
                 ),
                 other => return Err(self.fail("get_secret", id, other)),
             },
@@ -483,7 +483,7 @@ impl AzureKeyVaultStore {
                 Failure::NotFound => Ok(None),
                 Failure::Disabled => Err(self.item_err(
                     id,
-                    ItemErrorKind::Unreadable,
+                    ItemErrorKind::Blocked,
                     "the secret is disabled (Airflow raises on it); enable or delete it before syncing, it is not overwritten blindly",
                 )),
                 other => Err(self.fail("get_secret", id, other)),
@@ -612,7 +612,7 @@ impl Store for AzureKeyVaultStore {
                     let mut one = Inventory::new();
                     one.insert_error(
                         id,
-                        ItemError::new(ItemErrorKind::Unreadable, "the secret is disabled; Airflow gets HTTP 403 and raises"),
+                        ItemError::new(ItemErrorKind::Blocked, "the secret is disabled; Airflow gets HTTP 403 and raises"),
                     );
                     return Ok(one);
                 }

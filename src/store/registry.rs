@@ -121,6 +121,10 @@ pub enum StoreConfig {
     AwsSecretsManager(super::aws_secrets_manager::AwsSecretsManagerConfig),
     #[cfg(feature = "aws-ssm")]
     AwsSsm(super::aws_ssm::AwsSsmConfig),
+    #[cfg(feature = "gcp")]
+    GcpSecretManager(super::gcp_secret_manager::GcpSecretManagerConfig),
+    #[cfg(feature = "azure")]
+    AzureKeyVault(super::azure_key_vault::AzureKeyVaultConfig),
 }
 
 impl StoreConfig {
@@ -131,6 +135,10 @@ impl StoreConfig {
             StoreConfig::AwsSecretsManager(c) => c.adopt,
             #[cfg(feature = "aws-ssm")]
             StoreConfig::AwsSsm(c) => c.adopt,
+            #[cfg(feature = "gcp")]
+            StoreConfig::GcpSecretManager(c) => c.adopt,
+            #[cfg(feature = "azure")]
+            StoreConfig::AzureKeyVault(c) => c.adopt,
             _ => false,
         }
     }
@@ -143,6 +151,10 @@ impl StoreConfig {
             StoreConfig::AwsSecretsManager(c) => c.adopt = adopt,
             #[cfg(feature = "aws-ssm")]
             StoreConfig::AwsSsm(c) => c.adopt = adopt,
+            #[cfg(feature = "gcp")]
+            StoreConfig::GcpSecretManager(c) => c.adopt = adopt,
+            #[cfg(feature = "azure")]
+            StoreConfig::AzureKeyVault(c) => c.adopt = adopt,
             _ => {}
         }
     }
@@ -166,6 +178,14 @@ pub fn parse(spec: &StoreSpec) -> Result<StoreConfig, StoreError> {
         })?),
         #[cfg(feature = "aws-ssm")]
         "aws_ssm" => StoreConfig::AwsSsm(config_for(k, spec, from_airflow, super::aws_ssm::AwsSsmConfig::from_airflow_kwargs)?),
+        #[cfg(feature = "gcp")]
+        "gcp_secret_manager" => StoreConfig::GcpSecretManager(config_for(k, spec, from_airflow, |m| {
+            super::gcp_secret_manager::GcpSecretManagerConfig::from_airflow_kwargs(m)
+        })?),
+        #[cfg(feature = "azure")]
+        "azure_key_vault" => StoreConfig::AzureKeyVault(config_for(k, spec, from_airflow, |m| {
+            super::azure_key_vault::AzureKeyVaultConfig::from_airflow_kwargs(m)
+        })?),
         k if KNOWN_KINDS.contains(&k) => {
             return Err(config_error(k, format!("the {k} store is not built into this binary (cargo feature off)")));
         }
@@ -193,5 +213,9 @@ pub async fn open_config(cfg: StoreConfig) -> Result<DynStore, StoreError> {
         StoreConfig::AwsSecretsManager(c) => Arc::new(super::aws_secrets_manager::AwsSecretsManagerStore::new(c).await?),
         #[cfg(feature = "aws-ssm")]
         StoreConfig::AwsSsm(c) => Arc::new(super::aws_ssm::AwsSsmStore::new(c).await?),
+        #[cfg(feature = "gcp")]
+        StoreConfig::GcpSecretManager(c) => Arc::new(super::gcp_secret_manager::GcpSecretManagerStore::connect(c).await?),
+        #[cfg(feature = "azure")]
+        StoreConfig::AzureKeyVault(c) => Arc::new(super::azure_key_vault::AzureKeyVaultStore::connect(c)?),
     })
 }
