@@ -715,6 +715,14 @@ impl Store for VaultStore {
             KvVersion::V2 => self.write_v2(entry, &sp, &data, pre).await,
             KvVersion::V1 => {
                 let Json::Object(fields) = &data else { unreachable!("encoders return objects") };
+                // vaultrs sends an empty object as an empty body, which KV v1 refuses.
+                if fields.is_empty() {
+                    return Err(StoreError::item(
+                        self,
+                        &entry.id,
+                        ItemError::new(ItemErrorKind::NotRepresentable, "KV v1 cannot store an empty field dict"),
+                    ));
+                }
                 let flat: HashMap<&str, Json> = fields.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
                 let flat = &flat;
                 let (mount, path) = (sp.mount.as_str(), sp.path.as_str());
@@ -805,9 +813,11 @@ fn latest_is_deleted(m: &ReadSecretMetadataResponse) -> bool {
         .is_some_and(|v| v.destroyed || !v.deletion_time.is_empty())
 }
 
-/// Renew when two thirds of the lease have passed.
+/// Refresh when a third of the lease, or a minute, is left, whichever is more: a long batch
+/// must not hit the expiry mid-run. Tokens shorter than a minute are refreshed on every call.
 fn refresh_deadline(lease_secs: u64) -> Instant {
-    Instant::now() + Duration::from_secs(lease_secs.saturating_mul(2) / 3)
+    let margin = (lease_secs / 3).max(60);
+    Instant::now() + Duration::from_secs(lease_secs.saturating_sub(margin))
 }
 
 fn backoff(attempt: u32) -> Duration {
