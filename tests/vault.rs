@@ -105,6 +105,8 @@ async fn conformance_kv2_default_paths() {
     let store = open(&token_config(&server, ROOT_TOKEN)).await;
     let caps = store.capabilities();
     assert!(caps.can_tag && caps.conditional_writes && caps.connection_description);
+    let shown = format!("{store} {store:?} {}", store.identity());
+    assert!(!shown.contains(ROOT_TOKEN), "{shown}");
     conformance::run_all(&store).await;
 }
 
@@ -600,4 +602,22 @@ async fn disabled_kinds_are_unreachable_and_not_scanned() {
     assert!(!store.capabilities().connections);
     assert!(matches!(store.locate(&ItemId::connection("c")), Placement::Unreachable(_)));
     assert!(store.scan(Kind::Connection).await.unwrap().is_empty());
+}
+
+/// Ids with characters the two encoders treat differently (`%`, space, `?`, `#`, `+`, `:`,
+/// unicode): Airflow's request, encoded as hvac encodes it, finds what the store wrote.
+#[tokio::test]
+async fn awkward_ids_land_where_airflow_reads_them() {
+    let server = VaultServer::start();
+    let store = open(&token_config(&server, ROOT_TOKEN)).await;
+    for id in ["pct%41", "sp ace", "q?x#y", "plus+sign", "x:y", "caf\u{e9}/na\u{ef}ve", "semi;colon", "tilde~dash-dot."] {
+        store.write(&Entry::variable(id, format!("v-{id}")), &Precondition::Absent).await.unwrap_or_else(|e| panic!("{id}: {e}"));
+        let line = format!("/v1/secret/data/variables/{}", python_quote(id));
+        let (status, body) = server.root("GET", &line, None);
+        assert_eq!(status, 200, "{id}: GET {line}");
+        assert_eq!(body["data"]["data"]["value"], json!(format!("v-{id}")), "{id}");
+    }
+    let scanned = store.scan(Kind::Variable).await.unwrap();
+    assert_eq!(scanned.len(), 8, "{:?}", scanned.ids().collect::<Vec<_>>());
+    assert_eq!(variable_value(&scanned, &ItemId::variable("q?x#y")).as_deref(), Some("v-q?x#y"));
 }
