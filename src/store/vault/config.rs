@@ -234,10 +234,10 @@ impl fmt::Debug for VaultConfig {
 impl VaultConfig {
     /// Check what serde cannot: mount and path shapes, concurrency.
     pub fn validate(&self) -> Result<(), String> {
-        if let Some(m) = &self.mount_point {
-            if m.starts_with('/') || m.ends_with('/') || m.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
-                return Err(format!("mount_point {m:?} must be a mount name without leading, trailing or empty `/` segments"));
-            }
+        if let Some(m) = &self.mount_point
+            && (m.starts_with('/') || m.ends_with('/') || m.split('/').any(|s| s.is_empty() || s == "." || s == ".."))
+        {
+            return Err(format!("mount_point {m:?} must be a mount name without leading, trailing or empty `/` segments"));
         }
         for (key, paths) in [("connections_path", &self.connections_path), ("variables_path", &self.variables_path)] {
             for p in paths {
