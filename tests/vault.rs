@@ -621,3 +621,120 @@ async fn awkward_ids_land_where_airflow_reads_them() {
     assert_eq!(scanned.len(), 8, "{:?}", scanned.ids().collect::<Vec<_>>());
     assert_eq!(variable_value(&scanned, &ItemId::variable("q?x#y")).as_deref(), Some("v-q?x#y"));
 }
+
+// ---- retries, against a scripted fake (a real Vault will not fail on demand) --------------
+
+/// A one-thread HTTP server answering requests for `path` from `script` in order (`None` = drop
+/// the connection without answering); anything else gets 403. Returns its URL and a log of the
+/// request lines.
+fn scripted_vault(
+    path: &'static str,
+    script: Vec<Option<(u16, Json)>>,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = log.clone();
+    std::thread::spawn(move || {
+        let mut script = script.into_iter();
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let mut len = 0;
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            let _ = reader.read_exact(&mut body);
+            let line = line.trim_end().to_string();
+            seen.lock().unwrap().push(line.clone());
+            let target = line.split_whitespace().nth(1).unwrap_or("");
+            let answer = if target.split('?').next() == Some(path) {
+                match script.next() {
+                    Some(Some(a)) => Some(a),
+                    Some(None) => None,
+                    None => Some((500, json!({ "errors": ["script exhausted"] }))),
+                }
+            } else {
+                Some((403, json!({ "errors": ["permission denied"] })))
+            };
+            if let Some((status, json)) = answer {
+                let body = json.to_string();
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+            // Dropping `stream` closes the connection (without an answer for `None`).
+        }
+    });
+    (url, log)
+}
+
+fn kv2_read_body(value: &str, version: u64) -> Json {
+    json!({
+        "request_id": "r", "lease_id": "", "renewable": false, "lease_duration": 0,
+        "data": {
+            "data": { "value": value },
+            "metadata": { "created_time": "t", "custom_metadata": null, "deletion_time": "", "destroyed": false, "version": version }
+        },
+        "wrap_info": null, "warnings": null, "auth": null
+    })
+}
+
+#[tokio::test]
+async fn retryable_failures_are_retried_and_404_is_absent() {
+    let path = "/v1/secret/data/variables/flaky";
+    let (url, log) = scripted_vault(
+        path,
+        vec![
+            Some((503, json!({ "errors": ["upstream unavailable"] }))),
+            None, // a dropped connection
+            Some((429, json!({ "errors": ["rate limited"] }))),
+            Some((200, kv2_read_body("finally", 3))),
+            Some((404, json!({ "errors": [] }))),
+        ],
+    );
+    let store = open(&VaultConfig {
+        url: Some(url),
+        auth: VaultAuth::Token { token: Some("t".into()), token_path: None },
+        ..VaultConfig::default()
+    })
+    .await;
+    let id = ItemId::variable("flaky");
+    let inv = store.read(std::slice::from_ref(&id)).await.expect("retried to success");
+    assert_eq!(variable_value(&inv, &id).as_deref(), Some("finally"), "{:?}", log.lock().unwrap());
+    assert_eq!(inv.get(&id).unwrap().meta.version.as_deref(), Some("3"));
+    assert_eq!(log.lock().unwrap().iter().filter(|l| l.contains(path)).count(), 4);
+    // Only 404 means absent.
+    assert!(store.read(std::slice::from_ref(&id)).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn retries_are_bounded() {
+    let path = "/v1/secret/data/variables/down";
+    let (url, log) = scripted_vault(path, vec![Some((502, json!({ "errors": ["bad gateway <html>canary-body</html>"] }))); 10]);
+    let store = open(&VaultConfig {
+        url: Some(url),
+        auth: VaultAuth::Token { token: Some("t".into()), token_path: None },
+        ..VaultConfig::default()
+    })
+    .await;
+    let err = store.read(&[ItemId::variable("down")]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable { .. }) && err.is_retryable(), "{err}");
+    let shown = format!("{err} {err:?}");
+    assert!(shown.contains("HTTP 502") && !shown.contains("canary-body"), "the body leaked: {shown}");
+    assert_eq!(log.lock().unwrap().iter().filter(|l| l.contains(path)).count(), 5);
+}

@@ -876,8 +876,11 @@ fn transport(source: &anyhow::Error) -> Failure {
         }
     }
     // Transport error texts (hyper, rustls) never carry a request body; look only for the cause.
+    // "connection closed before message completed" is a dropped connection (retryable), not a
+    // failure to connect: match hyper-util's connect-phase texts precisely.
     let text = source.chain().map(|c| c.to_string().to_ascii_lowercase()).collect::<Vec<_>>().join(": ");
-    if text.contains("dns") || text.contains("connect") || text.contains("certificate") || text.contains("tls") {
+    let connect_phase = ["client error (connect)", "tcp connect error", "dns error", "error trying to connect"];
+    if connect_phase.iter().any(|t| text.contains(t)) || text.contains("certificate") || text.contains("tls handshake") {
         Failure::Unreachable("cannot connect (DNS, TCP or TLS)".into())
     } else if text.contains("timed out") || text.contains("timeout") {
         Failure::Unavailable("timed out".into())
