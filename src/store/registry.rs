@@ -117,6 +117,8 @@ pub enum StoreConfig {
     Metastore(super::metastore::MetastoreConfig),
     Env(super::env::EnvConfig),
     LocalFiles(super::local_files::LocalFilesConfig),
+    #[cfg(feature = "vault")]
+    Vault(super::vault::VaultConfig),
     #[cfg(feature = "aws-sm")]
     AwsSecretsManager(super::aws_secrets_manager::AwsSecretsManagerConfig),
     #[cfg(feature = "aws-ssm")]
@@ -131,6 +133,8 @@ impl StoreConfig {
     /// Whether this store may take over items this tool did not write (`adopt = true`).
     pub fn adopt(&self) -> bool {
         match self {
+            #[cfg(feature = "vault")]
+            StoreConfig::Vault(c) => c.adopt,
             #[cfg(feature = "aws-sm")]
             StoreConfig::AwsSecretsManager(c) => c.adopt,
             #[cfg(feature = "aws-ssm")]
@@ -147,6 +151,8 @@ impl StoreConfig {
     /// the plan.
     pub fn set_adopt(&mut self, adopt: bool) {
         match self {
+            #[cfg(feature = "vault")]
+            StoreConfig::Vault(c) => c.adopt = adopt,
             #[cfg(feature = "aws-sm")]
             StoreConfig::AwsSecretsManager(c) => c.adopt = adopt,
             #[cfg(feature = "aws-ssm")]
@@ -172,6 +178,8 @@ pub fn parse(spec: &StoreSpec) -> Result<StoreConfig, StoreError> {
         "env" => StoreConfig::Env(config_for(k, spec, from_airflow, kwargs_as_is)?),
         // LocalFilesystemBackend's kwargs are our keys (variables_file_path, connections_file_path).
         "local_files" => StoreConfig::LocalFiles(config_for(k, spec, from_airflow, kwargs_as_is)?),
+        #[cfg(feature = "vault")]
+        "vault" => StoreConfig::Vault(config_for(k, spec, from_airflow, super::vault::VaultConfig::from_airflow_kwargs)?),
         #[cfg(feature = "aws-sm")]
         "aws_secrets_manager" => StoreConfig::AwsSecretsManager(config_for(k, spec, from_airflow, |m| {
             super::aws_secrets_manager::AwsSecretsManagerConfig::from_airflow_kwargs(m)
@@ -209,6 +217,8 @@ pub async fn open_config(cfg: StoreConfig) -> Result<DynStore, StoreError> {
         StoreConfig::Metastore(c) => Arc::new(super::metastore::MetastoreStore::open(&c).await?),
         StoreConfig::Env(c) => Arc::new(super::env::EnvStore::new(&c)?),
         StoreConfig::LocalFiles(c) => Arc::new(super::local_files::LocalFilesStore::new(&c)?),
+        #[cfg(feature = "vault")]
+        StoreConfig::Vault(c) => Arc::new(super::vault::VaultStore::open(&c).await?),
         #[cfg(feature = "aws-sm")]
         StoreConfig::AwsSecretsManager(c) => Arc::new(super::aws_secrets_manager::AwsSecretsManagerStore::new(c).await?),
         #[cfg(feature = "aws-ssm")]
