@@ -51,7 +51,7 @@ fn every_commented_store_block_parses() {
         kinds.push(spec.kind_label());
         registry::parse(&spec).unwrap_or_else(|e| panic!("{header} block is not a valid store: {e}\n{body}"));
     }
-    for kind in ["env", "aws_secrets_manager", "aws_ssm", "gcp_secret_manager", "azure_key_vault"] {
+    for kind in ["env", "vault", "aws_secrets_manager", "aws_ssm", "gcp_secret_manager", "azure_key_vault"] {
         assert!(kinds.iter().any(|k| k == kind), "no example block for {kind}: {kinds:?}");
     }
 }
