@@ -6,6 +6,9 @@
 
 #[path = "support/moto_server.rs"]
 mod moto_server;
+#[path = "support/vault_server.rs"]
+#[allow(dead_code)]
+mod vault_server;
 #[path = "support/fake_gcp.rs"]
 #[allow(dead_code)]
 mod fake_gcp;
@@ -150,6 +153,32 @@ async fn testdata_metastores_to_aws_secrets_manager() {
 #[tokio::test]
 async fn testdata_metastores_to_aws_ssm() {
     aws_round("aws_ssm").await;
+}
+
+#[tokio::test]
+async fn testdata_metastores_to_vault_kv2_and_kv1() {
+    let vault = vault_server::VaultServer::start();
+    vault.mount_kv("kv1", 1);
+    for (db, mount, version) in [(DBS[0], "secret", 2), (DBS[1], "kv1", 1)] {
+        let dir = tempfile::tempdir().unwrap();
+        // The seed guide's setting, written the way users already have it in airflow.cfg.
+        let kwargs = serde_json::json!({
+            "url": vault.url(), "mount_point": mount, "kv_engine_version": version,
+            "connections_path": "connections", "variables_path": "variables",
+            "auth_type": "token", "token": vault_server::ROOT_TOKEN,
+        });
+        let target = format!(
+            "[target]\nairflow_backend = \"airflow.providers.hashicorp.secrets.vault.VaultBackend\"\nbackend_kwargs = {}\n",
+            toml::Value::String(kwargs.to_string())
+        );
+        let cfg_text = format!("{}\n{target}", source_table(dir.path(), db));
+        std::fs::write(dir.path().join("config.toml"), &cfg_text).unwrap();
+        binary_round(dir.path());
+        let cfg = Config::from_toml(&cfg_text).unwrap();
+        let source = registry::open(&cfg.source).await.unwrap();
+        let target = registry::open(&cfg.target).await.unwrap();
+        assert_migrated(source.as_ref(), target.as_ref()).await;
+    }
 }
 
 fn migrate_args() -> MigrateArgs {
