@@ -238,6 +238,9 @@ pub fn same_value(a: &Value, b: &Value) -> bool {
     }
 }
 
+/// Copies one field from the second connection into the first.
+type CopyField = fn(&mut Connection, &Connection);
+
 fn changed_fields(want: &Value, have: &Value) -> Vec<&'static str> {
     match (want, have) {
         (Value::Variable(x), Value::Variable(y)) => {
@@ -252,7 +255,7 @@ fn changed_fields(want: &Value, have: &Value) -> Vec<&'static str> {
         }
         (Value::Connection(x), Value::Connection(y)) => {
             let mut f = Vec::new();
-            let fields: [(&'static str, fn(&mut Connection, &Connection)); 8] = [
+            let fields: [(&'static str, CopyField); 8] = [
                 ("conn_type", |a, b| a.conn_type = b.conn_type.clone()),
                 ("description", |a, b| a.description = b.description.clone()),
                 ("host", |a, b| a.host = b.host.clone()),

@@ -7,13 +7,10 @@
 #[path = "support/moto_server.rs"]
 mod moto_server;
 #[path = "support/vault_server.rs"]
-#[allow(dead_code)]
 mod vault_server;
 #[path = "support/fake_gcp.rs"]
-#[allow(dead_code)]
 mod fake_gcp;
 #[path = "support/fake_azure.rs"]
-#[allow(dead_code)]
 mod fake_azure;
 
 use std::path::{Path, PathBuf};
