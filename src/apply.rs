@@ -179,16 +179,22 @@ pub async fn execute(plan: &Plan, target: Arc<dyn Store>, opts: &ApplyOptions, j
         }
     }
     if let Err(e) = target.flush().await {
-        // Nothing buffered reached the target: every write of this run failed.
-        report.failures.push(ItemFailure {
-            id: ItemId::variable("(flush)"),
-            exit: Exit::for_store(&e),
-            retryable: e.is_retryable(),
-            message: e.to_string(),
-        });
+        // A buffering store (files, a metastore transaction) made nothing durable: every write
+        // of this run failed with the flush's error.
+        warn!(target = %target, error = %e, "flush failed; nothing was written");
+        let done: std::collections::BTreeSet<ItemId> = report.failures.iter().map(|f| f.id.clone()).collect();
+        for change in plan.writes().filter(|c| !done.contains(&c.id)) {
+            report.failures.push(ItemFailure {
+                id: change.id.clone(),
+                exit: Exit::for_store(&e),
+                retryable: e.is_retryable(),
+                message: format!("{} (not written: {e})", change.id),
+            });
+        }
         report.created = 0;
         report.updated = 0;
         report.deleted = 0;
+        report.failures.sort_by(|a, b| a.id.cmp(&b.id));
         return report;
     }
     if opts.verify {
