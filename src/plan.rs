@@ -422,6 +422,10 @@ pub fn diff(source_store: &dyn Store, source: &Inventory, target_store: &dyn Sto
                 if same_value(&want, &current.value) {
                     ch.action = Action::Unchanged;
                     ch.losses.clear();
+                } else if caps.keep_existing {
+                    ch.action = Action::Kept;
+                    ch.losses.clear();
+                    ch.note = Some("exists in the target, which keeps existing items (on_conflict = skip)".into());
                 } else if current.meta.ownership == Ownership::Foreign && !policy.adopt {
                     ch.error = Some(PlanItemError::new(
                         "target",

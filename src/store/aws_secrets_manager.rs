@@ -642,6 +642,7 @@ impl Store for AwsSecretsManagerStore {
             write_concurrency: self.cfg.aws.max_concurrency,
             // Secrets Manager names are case-sensitive.
             case_insensitive_names: false,
+            keep_existing: false,
         }
     }
 

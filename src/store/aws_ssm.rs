@@ -503,6 +503,7 @@ impl Store for AwsSsmStore {
             write_concurrency: self.cfg.aws.max_concurrency,
             // SSM parameter names are case-sensitive.
             case_insensitive_names: false,
+            keep_existing: false,
         }
     }
 

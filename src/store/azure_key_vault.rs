@@ -549,6 +549,7 @@ impl Store for AzureKeyVaultStore {
             read_batch: 1,
             write_concurrency: 4,
             case_insensitive_names: true,
+            keep_existing: false,
         }
     }
 

@@ -726,6 +726,7 @@ impl Store for GcpSecretManagerStore {
             read_batch: 1,
             write_concurrency: 8,
             case_insensitive_names: false,
+            keep_existing: false,
         }
     }
 

@@ -31,7 +31,7 @@ use crate::airflow::metastore::{
     validate_schema_name,
 };
 use crate::model::{
-    Connection, Entry, Inventory, ItemError, ItemErrorKind, ItemId, Kind, Meta, SecretValue, Value, Variable,
+    Connection, Entry, Inventory, ItemError, ItemErrorKind, ItemId, Kind, Meta, Ownership, SecretValue, Value, Variable,
 };
 
 /// Env fallbacks Airflow itself reads for the two `[database]` options.
@@ -61,6 +61,25 @@ pub struct MetastoreConfig {
     /// As `[core] fernet_key_cmd`.
     #[serde(default)]
     pub fernet_key_cmd: Option<String>,
+    /// As a target: what to do when a row already exists, like `airflow connections import`.
+    #[serde(default)]
+    pub on_conflict: OnConflict,
+    /// As a target on Airflow 3.2+: the `team_name` written on new rows (the team must exist).
+    #[serde(default)]
+    pub team_name: Option<String>,
+}
+
+/// What a write does when the variable or connection row already exists.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnConflict {
+    /// Refuse (the plan reports the item as existing; `--adopt` switches to `overwrite`).
+    #[default]
+    Fail,
+    /// Leave existing rows as they are; write only missing ones.
+    Skip,
+    /// Replace existing rows.
+    Overwrite,
 }
 
 fn deserialize_secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SecretValue>, D::Error> {
@@ -78,6 +97,8 @@ impl fmt::Debug for MetastoreConfig {
             .field("sql_alchemy_schema", &self.sql_alchemy_schema)
             .field("fernet_key", &self.fernet_key.as_ref().map(|_| "***"))
             .field("fernet_key_cmd", &self.fernet_key_cmd.as_ref().map(|_| "<set>"))
+            .field("on_conflict", &self.on_conflict)
+            .field("team_name", &self.team_name)
             .finish()
     }
 }
@@ -97,6 +118,44 @@ pub struct MetastoreStore {
     schema: MetastoreSchema,
     pool: Pool,
     fernet: AirflowFernet,
+    on_conflict: OnConflict,
+    team_name: Option<String>,
+    /// Writes and deletes buffered until `flush`, which runs them in one transaction.
+    pending: std::sync::Mutex<Vec<RowOp>>,
+}
+
+/// The statements of one flush, built once per dialect and schema.
+struct FlushSql {
+    var_exists: String,
+    conn_exists: String,
+    var_delete: String,
+    conn_delete: String,
+    var_insert: String,
+    var_update: String,
+    conn_insert: String,
+    conn_update: String,
+}
+
+/// A buffered change, already encrypted exactly as Airflow would store it.
+enum RowOp {
+    Variable { key: String, val: SecretValue, description: Option<String>, is_encrypted: bool, absent: bool },
+    Connection(Box<ConnectionWrite>),
+    Delete(ItemId),
+}
+
+struct ConnectionWrite {
+    conn_id: String,
+    conn_type: String,
+    description: Option<String>,
+    host: Option<String>,
+    schema: Option<String>,
+    login: Option<String>,
+    port: Option<i32>,
+    password: Option<SecretValue>,
+    extra: Option<SecretValue>,
+    is_encrypted: bool,
+    is_extra_encrypted: bool,
+    absent: bool,
 }
 
 impl fmt::Debug for MetastoreStore {
@@ -251,6 +310,9 @@ impl MetastoreStore {
             db_schema,
             pool,
             fernet,
+            on_conflict: cfg.on_conflict,
+            team_name: cfg.team_name.clone().filter(|t| !t.is_empty()),
+            pending: std::sync::Mutex::new(Vec::new()),
             schema: MetastoreSchema {
                 team: crate::airflow::metastore::TeamColumn::None,
                 nullable_flags: true,
@@ -260,6 +322,12 @@ impl MetastoreStore {
             },
         };
         store.schema = store.probe_schema().await?;
+        if store.team_name.is_some() && store.schema.team != crate::airflow::metastore::TeamColumn::TeamName {
+            return Err(StoreError::Config {
+                store: store.to_string(),
+                message: "team_name needs an Airflow 3.2+ metastore (a connection.team_name column)".into(),
+            });
+        }
         tracing::debug!(store = %store, generation = store.schema.generation(),
             revision = ?store.schema.alembic_revision, "metastore schema detected");
         Ok(store)
@@ -277,6 +345,146 @@ impl MetastoreStore {
     /// Whether a Fernet key is configured (false means NullFernet: encrypted rows are unreadable).
     pub fn has_fernet_key(&self) -> bool {
         !self.fernet.is_null()
+    }
+
+    /// Existing rows are "foreign" while `on_conflict = "fail"`: the plan then refuses to replace
+    /// them unless the operator adopts them (which switches to `overwrite`).
+    fn row_meta(&self, id: &ItemId) -> Meta {
+        let ownership = if self.on_conflict == OnConflict::Fail { Ownership::Foreign } else { Ownership::Untracked };
+        Meta { name: Some(id.id.clone()), ownership, ..Meta::default() }
+    }
+
+    /// Encrypt a value the way Airflow stores it: a token of the FIRST key, or the plaintext with
+    /// the flag off when no key is configured (NullFernet).
+    fn seal(&self, plain: &SecretValue) -> (SecretValue, bool) {
+        match self.fernet.encrypt(plain) {
+            Some(token) => (SecretValue::new(token), true),
+            None => (plain.clone(), false),
+        }
+    }
+
+    /// Turn an entry into the row Airflow would write (spec §1.3).
+    fn prepare(&self, entry: &Entry, pre: &Precondition) -> Result<RowOp, StoreError> {
+        let absent = *pre == Precondition::Absent;
+        let too_long = |what: &str, v: &str, limit: usize| {
+            (v.chars().count() > limit).then(|| {
+                StoreError::item(
+                    self,
+                    &entry.id,
+                    ItemError::new(ItemErrorKind::InvalidName, format!("{what} is longer than {limit} characters")),
+                )
+            })
+        };
+        if entry.id.id.is_empty() {
+            return Err(StoreError::item(self, &entry.id, ItemError::new(ItemErrorKind::InvalidName, "an empty id")));
+        }
+        if let Some(e) = too_long("the id", &entry.id.id, 250) {
+            return Err(e);
+        }
+        Ok(match &entry.value {
+            Value::Variable(v) => {
+                // Variable.set stores even the empty string encrypted (spec §1.3).
+                let (val, is_encrypted) = self.seal(&v.value);
+                RowOp::Variable { key: entry.id.id.clone(), val, description: v.description.clone(), is_encrypted, absent }
+            }
+            Value::Connection(c) => {
+                // Airflow's setters ignore falsy values: an empty password or extra is NULL, flag off.
+                let password = c.password.as_ref().filter(|p| !p.is_empty()).map(|p| self.seal(p));
+                let extra = c.extra.as_ref().filter(|x| !x.is_empty()).map(|x| self.seal(x));
+                for (what, v) in [("host", &c.host), ("schema", &c.schema), ("conn_type", &c.conn_type)] {
+                    if let Some(e) = v.as_deref().and_then(|v| too_long(what, v, 500)) {
+                        return Err(e);
+                    }
+                }
+                RowOp::Connection(Box::new(ConnectionWrite {
+                    conn_id: entry.id.id.clone(),
+                    conn_type: c.conn_type.clone().unwrap_or_default(),
+                    description: c.description.clone(),
+                    host: c.host.clone(),
+                    schema: c.schema.clone(),
+                    login: c.login.clone(),
+                    port: c.port.map(i32::from),
+                    is_encrypted: password.as_ref().is_some_and(|p| p.1),
+                    is_extra_encrypted: extra.as_ref().is_some_and(|x| x.1),
+                    password: password.map(|p| p.0),
+                    extra: extra.map(|x| x.0),
+                    absent,
+                }))
+            }
+        })
+    }
+
+    fn ph(&self, n: usize) -> String {
+        match self.url.dialect {
+            Dialect::Postgres => format!("${n}"),
+            Dialect::MySql | Dialect::Sqlite => "?".into(),
+        }
+    }
+
+    fn table(&self, name: &str) -> String {
+        qualified_table(self.url.dialect, self.db_schema.as_deref(), name)
+    }
+
+    fn q(&self, col: &str) -> String {
+        quote_ident(self.url.dialect, col)
+    }
+
+    fn sql_exists(&self, kind: Kind) -> String {
+        let (table, key) = match kind {
+            Kind::Variable => ("variable", "key"),
+            Kind::Connection => ("connection", "conn_id"),
+        };
+        format!("SELECT 1 FROM {} WHERE {} = {}", self.table(table), self.q(key), self.ph(1))
+    }
+
+    fn sql_delete(&self, kind: Kind) -> String {
+        self.sql_exists(kind).replacen("SELECT 1 FROM", "DELETE FROM", 1)
+    }
+
+    /// Columns written for a variable, in bind order (the key is bound last for UPDATE).
+    fn variable_columns(&self) -> Vec<&'static str> {
+        let mut cols = vec!["val", "is_encrypted"];
+        if self.schema.variable_has_description {
+            cols.push("description");
+        }
+        if self.team_name.is_some() {
+            cols.push("team_name");
+        }
+        cols
+    }
+
+    fn connection_columns(&self) -> Vec<&'static str> {
+        let mut cols =
+            vec!["conn_type", "host", "schema", "login", "password", "port", "extra", "is_encrypted", "is_extra_encrypted"];
+        if self.schema.connection_has_description {
+            cols.push("description");
+        }
+        if self.team_name.is_some() {
+            cols.push("team_name");
+        }
+        cols
+    }
+
+    fn sql_insert(&self, table: &str, key: &str, cols: &[&str]) -> String {
+        let names: Vec<String> = cols.iter().map(|c| self.q(c)).chain([self.q(key)]).collect();
+        let phs: Vec<String> = (1..=names.len()).map(|i| self.ph(i)).collect();
+        format!("INSERT INTO {} ({}) VALUES ({})", self.table(table), names.join(", "), phs.join(", "))
+    }
+
+    fn sql_update(&self, table: &str, key: &str, cols: &[&str]) -> String {
+        let sets: Vec<String> = cols.iter().enumerate().map(|(i, c)| format!("{} = {}", self.q(c), self.ph(i + 1))).collect();
+        format!("UPDATE {} SET {} WHERE {} = {}", self.table(table), sets.join(", "), self.q(key), self.ph(cols.len() + 1))
+    }
+
+    fn conflict_error(&self, id: &ItemId) -> StoreError {
+        StoreError::item(
+            self,
+            id,
+            ItemError::new(
+                ItemErrorKind::Blocked,
+                "a row already exists and on_conflict = \"fail\" (use \"skip\" or \"overwrite\", or --adopt)",
+            ),
+        )
     }
 
     fn err_backend(&self, op: &'static str, e: impl fmt::Display) -> StoreError {
@@ -440,7 +648,7 @@ impl MetastoreStore {
         let entry = Entry {
             id: id.clone(),
             value: Value::Variable(Variable { value, description: row.description }),
-            meta: Meta { name: Some(id.id.clone()), ..Meta::default() },
+            meta: self.row_meta(&id),
         };
         Some((id, Ok(entry)))
     }
@@ -495,7 +703,7 @@ impl MetastoreStore {
             extra,
         };
         let entry =
-            Entry { id: id.clone(), value: Value::Connection(conn), meta: Meta { name: Some(id.id.clone()), ..Meta::default() } };
+            Entry { id: id.clone(), value: Value::Connection(conn), meta: self.row_meta(&id) };
         (id, Ok(entry))
     }
 }
@@ -530,8 +738,9 @@ async fn connect(url: &MetastoreUrl, store: &str) -> Result<Pool, StoreError> {
             Ok(Pool::MySql(MySqlPoolOptions::new().max_connections(4).acquire_timeout(CONNECT_TIMEOUT).connect_lazy_with(opts)))
         }
         Dialect::Sqlite => {
-            // Read-only: this store never writes, and must never create an empty file.
-            let opts = SqliteConnectOptions::new().filename(url.sqlx_url()).read_only(true).create_if_missing(false);
+            // Never create an empty file: a typo in the path must be an error, not a new metastore.
+            // (SQLite opens a write-protected file read-only by itself.)
+            let opts = SqliteConnectOptions::new().filename(url.sqlx_url()).create_if_missing(false);
             probe!(opts);
             Ok(Pool::Sqlite(SqlitePoolOptions::new().max_connections(4).acquire_timeout(CONNECT_TIMEOUT).connect_lazy_with(opts)))
         }
@@ -555,7 +764,7 @@ fn classify_connect(e: sqlx::Error, store: &str, url: &MetastoreUrl) -> StoreErr
 impl Store for MetastoreStore {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            read_only: true,
+            read_only: false,
             variables: true,
             connections: true,
             max_value_bytes: None,
@@ -565,12 +774,16 @@ impl Store for MetastoreStore {
             connection_description: true,
             variable_description: true,
             can_tag: false,
-            can_delete: false,
+            can_delete: true,
+            // `Absent` is enforced inside the flush transaction, but rows carry no version for
+            // check-and-set, so the contract's conditional writes are not claimed.
             conditional_writes: false,
             read_batch: 10_000,
-            write_concurrency: 1,
+            // Writes only fill a buffer; flush runs them in one transaction.
+            write_concurrency: 16,
             // key / conn_id are case-sensitive on every dialect (MySQL: utf8mb3_bin, spec §1.2).
             case_insensitive_names: false,
+            keep_existing: self.on_conflict == OnConflict::Skip,
         }
     }
 
@@ -598,12 +811,106 @@ impl Store for MetastoreStore {
         Ok(inv)
     }
 
-    async fn write(&self, _entry: &Entry, _pre: &Precondition) -> Result<(), StoreError> {
-        Err(StoreError::ReadOnly { store: self.to_string() })
+    async fn write(&self, entry: &Entry, pre: &Precondition) -> Result<(), StoreError> {
+        let op = self.prepare(entry, pre)?;
+        self.pending.lock().expect("pending lock").push(op);
+        Ok(())
     }
 
-    async fn delete(&self, _id: &ItemId) -> Result<(), StoreError> {
-        Err(StoreError::ReadOnly { store: self.to_string() })
+    async fn delete(&self, id: &ItemId) -> Result<(), StoreError> {
+        self.pending.lock().expect("pending lock").push(RowOp::Delete(id.clone()));
+        Ok(())
+    }
+
+    /// Every buffered write and delete in ONE transaction: a failure leaves the metastore as it
+    /// was (like `airflow connections import`).
+    async fn flush(&self) -> Result<(), StoreError> {
+        let ops = std::mem::take(&mut *self.pending.lock().expect("pending lock"));
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let var_cols = self.variable_columns();
+        let conn_cols = self.connection_columns();
+        let sql = FlushSql {
+            var_exists: self.sql_exists(Kind::Variable),
+            conn_exists: self.sql_exists(Kind::Connection),
+            var_delete: self.sql_delete(Kind::Variable),
+            conn_delete: self.sql_delete(Kind::Connection),
+            var_insert: self.sql_insert("variable", "key", &var_cols),
+            var_update: self.sql_update("variable", "key", &var_cols),
+            conn_insert: self.sql_insert("connection", "conn_id", &conn_cols),
+            conn_update: self.sql_update("connection", "conn_id", &conn_cols),
+        };
+        macro_rules! run {
+            ($pool:expr) => {{
+                let mut tx = $pool.begin().await.map_err(|e| self.err_backend("begin", e))?;
+                for op in &ops {
+                    match op {
+                        RowOp::Delete(id) => {
+                            let q = if id.kind == Kind::Variable { &sql.var_delete } else { &sql.conn_delete };
+                            sqlx::query(AssertSqlSafe(q.clone())).bind(&id.id).execute(&mut *tx).await
+                                .map_err(|e| self.err_backend("delete", e))?;
+                        }
+                        RowOp::Variable { key, val, description, is_encrypted, absent } => {
+                            let exists = sqlx::query(AssertSqlSafe(sql.var_exists.clone())).bind(key).fetch_optional(&mut *tx).await
+                                .map_err(|e| self.err_backend("write variable", e))?.is_some();
+                            let id = ItemId::variable(key.clone());
+                            let q = match (exists, absent, self.on_conflict) {
+                                (true, true, _) => return Err(StoreError::Conflict { store: self.to_string(), id }),
+                                (true, false, OnConflict::Fail) => return Err(self.conflict_error(&id)),
+                                (true, false, OnConflict::Skip) => continue,
+                                (true, false, OnConflict::Overwrite) => &sql.var_update,
+                                (false, _, _) => &sql.var_insert,
+                            };
+                            let mut query = sqlx::query(AssertSqlSafe(q.clone())).bind(val.expose_plaintext()).bind(*is_encrypted);
+                            if self.schema.variable_has_description {
+                                query = query.bind(description.as_deref());
+                            }
+                            if let Some(team) = &self.team_name {
+                                query = query.bind(team.as_str());
+                            }
+                            query.bind(key).execute(&mut *tx).await.map_err(|e| self.err_backend("write variable", e))?;
+                        }
+                        RowOp::Connection(c) => {
+                            let exists = sqlx::query(AssertSqlSafe(sql.conn_exists.clone())).bind(&c.conn_id).fetch_optional(&mut *tx).await
+                                .map_err(|e| self.err_backend("write connection", e))?.is_some();
+                            let id = ItemId::connection(c.conn_id.clone());
+                            let q = match (exists, c.absent, self.on_conflict) {
+                                (true, true, _) => return Err(StoreError::Conflict { store: self.to_string(), id }),
+                                (true, false, OnConflict::Fail) => return Err(self.conflict_error(&id)),
+                                (true, false, OnConflict::Skip) => continue,
+                                (true, false, OnConflict::Overwrite) => &sql.conn_update,
+                                (false, _, _) => &sql.conn_insert,
+                            };
+                            let mut query = sqlx::query(AssertSqlSafe(q.clone()))
+                                .bind(&c.conn_type)
+                                .bind(c.host.as_deref())
+                                .bind(c.schema.as_deref())
+                                .bind(c.login.as_deref())
+                                .bind(c.password.as_ref().map(|p| p.expose_plaintext()))
+                                .bind(c.port)
+                                .bind(c.extra.as_ref().map(|x| x.expose_plaintext()))
+                                .bind(c.is_encrypted)
+                                .bind(c.is_extra_encrypted);
+                            if self.schema.connection_has_description {
+                                query = query.bind(c.description.as_deref());
+                            }
+                            if let Some(team) = &self.team_name {
+                                query = query.bind(team.as_str());
+                            }
+                            query.bind(&c.conn_id).execute(&mut *tx).await.map_err(|e| self.err_backend("write connection", e))?;
+                        }
+                    }
+                }
+                tx.commit().await.map_err(|e| self.err_backend("commit", e))?;
+            }};
+        }
+        match &self.pool {
+            Pool::Postgres(p) => run!(p),
+            Pool::MySql(p) => run!(p),
+            Pool::Sqlite(p) => run!(p),
+        }
+        Ok(())
     }
 
     async fn check(&self) -> Result<(), StoreError> {

@@ -76,6 +76,9 @@ pub struct Capabilities {
     pub write_concurrency: usize,
     /// Names that differ only in case are the same item (Azure Key Vault).
     pub case_insensitive_names: bool,
+    /// Existing items are never replaced, only missing ones written (a metastore target with
+    /// `on_conflict = "skip"`); the plan keeps them.
+    pub keep_existing: bool,
 }
 
 impl Capabilities {
@@ -97,6 +100,7 @@ impl Capabilities {
             read_batch: 1,
             write_concurrency: 1,
             case_insensitive_names: false,
+            keep_existing: false,
         }
     }
 

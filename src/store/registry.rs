@@ -151,6 +151,10 @@ impl StoreConfig {
     /// the plan.
     pub fn set_adopt(&mut self, adopt: bool) {
         match self {
+            // Adopting existing metastore rows means replacing them.
+            StoreConfig::Metastore(c) if adopt && c.on_conflict == super::metastore::OnConflict::Fail => {
+                c.on_conflict = super::metastore::OnConflict::Overwrite
+            }
             #[cfg(feature = "vault")]
             StoreConfig::Vault(c) => c.adopt = adopt,
             #[cfg(feature = "aws-sm")]

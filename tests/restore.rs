@@ -1,0 +1,247 @@
+//! The metastore as a target (incident recovery): rows written exactly as Airflow writes them,
+//! all in one transaction, with Airflow's conflict policies; and the proof by round trip: the
+//! Airflow-made metastores → a backend → an empty metastore of the same Airflow version, on
+//! SQLite, PostgreSQL and MariaDB.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use airflow_secrets_sync::app;
+use airflow_secrets_sync::apply::ApplyOptions;
+use airflow_secrets_sync::cli::MigrateArgs;
+use airflow_secrets_sync::config::ApplyConfig;
+use airflow_secrets_sync::error::Exit;
+use airflow_secrets_sync::model::{Entry, ItemErrorKind, ItemId, Kind, Value};
+use airflow_secrets_sync::plan::{self, Action, Policy, Selection};
+use airflow_secrets_sync::store::local_files::{LocalFilesConfig, LocalFilesStore};
+use airflow_secrets_sync::store::metastore::{MetastoreConfig, MetastoreStore, OnConflict};
+use airflow_secrets_sync::store::{DynStore, Precondition, Store, StoreError, conformance, scan_all};
+
+const DBS: [(&str, &str); 2] = [("airflow-3.3.2.db", "3x"), ("airflow-2.10.5.db", "2x")];
+/// A key the restored metastore is encrypted with (not the source's NEW or OLD).
+const RESTORE_KEY: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
+
+fn testdata(name: &str) -> PathBuf {
+    support::testdata_dir().join("metastore").join(name)
+}
+
+fn manifest_key(db: &str) -> String {
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(testdata(&format!("{db}.MANIFEST.json"))).unwrap()).unwrap();
+    m["fernet_key"].as_str().unwrap().to_string()
+}
+
+fn ddl(name: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/airflow_schema").join(name)).unwrap()
+}
+
+async fn open(url: &str, key: &str, on_conflict: OnConflict) -> MetastoreStore {
+    let cfg = MetastoreConfig {
+        sql_alchemy_conn: Some(url.to_string()),
+        fernet_key: Some(key.into()),
+        on_conflict,
+        ..Default::default()
+    };
+    MetastoreStore::open_with_env(&cfg, &|_| None).await.unwrap_or_else(|e| panic!("open {url}: {e}"))
+}
+
+/// An empty SQLite metastore of the same Airflow version: the Airflow-made file with its rows gone.
+async fn empty_sqlite(dir: &Path, db: &str) -> String {
+    let path = dir.join(format!("empty-{db}"));
+    std::fs::copy(testdata(db), &path).unwrap();
+    let mut perms = std::fs::metadata(&path).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&path, perms).unwrap();
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+    sqlx::query("DELETE FROM variable").execute(&pool).await.unwrap();
+    sqlx::query("DELETE FROM connection").execute(&pool).await.unwrap();
+    pool.close().await;
+    format!("sqlite:///{}", path.display())
+}
+
+async fn source(dir: &Path, db: &str) -> DynStore {
+    let path = dir.join(db);
+    std::fs::copy(testdata(db), &path).unwrap();
+    Arc::new(open(&format!("sqlite:///{}", path.display()), &manifest_key(db), OnConflict::Fail).await)
+}
+
+fn apply_args() -> MigrateArgs {
+    MigrateArgs {
+        plan: false,
+        apply: true,
+        json: true,
+        show_unchanged: false,
+        only: None,
+        include: vec![],
+        exclude: vec![],
+        prune: false,
+        adopt: false,
+        max_deletes: None,
+        skip_errored: true,
+        detailed_exitcode: false,
+    }
+}
+
+async fn migrate(source: DynStore, target: DynStore) {
+    let mut out = Vec::new();
+    let policy = Policy::new(Selection::all(), &ApplyConfig::default());
+    let r = app::migrate_between(source, target, &policy, &ApplyOptions::default(), &apply_args(), &mut out).await;
+    match r {
+        Ok(exit) => assert!(matches!(exit, Exit::Ok | Exit::InvalidItem), "{exit:?}: {}", String::from_utf8_lossy(&out)),
+        Err(e) => panic!("{e:#}\n{}", String::from_utf8_lossy(&out)),
+    }
+}
+
+#[tokio::test]
+async fn the_metastore_target_passes_the_conformance_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = open(&empty_sqlite(dir.path(), "airflow-3.3.2.db").await, RESTORE_KEY, OnConflict::Overwrite).await;
+    conformance::run_all(&sqlite).await;
+    let pg = support::fresh_postgres().await;
+    support::pg_exec_script(&pg.url, &ddl("postgres_3x.sql")).await;
+    conformance::run_all(&open(&pg.sqlalchemy_url(), RESTORE_KEY, OnConflict::Overwrite).await).await;
+    let my = support::fresh_mysql().await;
+    support::mysql_exec_script(&my.url, &ddl("mysql_2x.sql")).await;
+    conformance::run_all(&open(&my.sqlalchemy_url(), RESTORE_KEY, OnConflict::Overwrite).await).await;
+}
+
+/// Metastore → local files → an empty metastore (SQLite, PostgreSQL, MariaDB) re-encrypted with a
+/// new key: every item reads back as the original, and every row carries Airflow's flags.
+#[tokio::test]
+async fn round_trip_through_a_backend_into_empty_metastores() {
+    for (db, shape) in DBS {
+        let dir = tempfile::tempdir().unwrap();
+        let src = source(dir.path(), db).await;
+        let files: DynStore = Arc::new(
+            LocalFilesStore::new(&LocalFilesConfig {
+                variables_file_path: Some(dir.path().join("variables.json")),
+                connections_file_path: Some(dir.path().join("connections.json")),
+            })
+            .unwrap(),
+        );
+        migrate(src.clone(), files.clone()).await;
+
+        let pg = support::fresh_postgres().await;
+        support::pg_exec_script(&pg.url, &ddl(&format!("postgres_{shape}.sql"))).await;
+        let my = support::fresh_mysql().await;
+        support::mysql_exec_script(&my.url, &ddl(&format!("mysql_{shape}.sql"))).await;
+        for url in [empty_sqlite(dir.path(), db).await, pg.sqlalchemy_url(), my.sqlalchemy_url()] {
+            let restored: DynStore = Arc::new(open(&url, RESTORE_KEY, OnConflict::Fail).await);
+            migrate(files.clone(), restored.clone()).await;
+            assert_same_items(src.as_ref(), restored.as_ref(), false).await;
+            assert_airflow_flags(&url).await;
+        }
+    }
+}
+
+/// Metastore → metastore directly keeps what files cannot (variable descriptions).
+#[tokio::test]
+async fn metastore_to_metastore_keeps_descriptions() {
+    for (db, _) in DBS {
+        let dir = tempfile::tempdir().unwrap();
+        let src = source(dir.path(), db).await;
+        let url = empty_sqlite(dir.path(), db).await;
+        let restored: DynStore = Arc::new(open(&url, RESTORE_KEY, OnConflict::Fail).await);
+        migrate(src.clone(), restored.clone()).await;
+        assert_same_items(src.as_ref(), restored.as_ref(), true).await;
+        assert_airflow_flags(&url).await;
+    }
+}
+
+async fn assert_same_items(src: &dyn Store, restored: &dyn Store, with_descriptions: bool) {
+    let a = scan_all(src, &Kind::ALL).await.unwrap();
+    let b = scan_all(restored, &Kind::ALL).await.unwrap();
+    assert_eq!(b.error_count(), 0, "{restored}: restored rows do not decrypt with the new key");
+    assert_eq!(a.len(), b.len(), "{restored}: item count");
+    for e in a.entries() {
+        let got = b.get(&e.id).unwrap_or_else(|| panic!("{restored}: {} missing", e.id));
+        let same = match (&e.value, &got.value) {
+            (Value::Variable(x), Value::Variable(y)) => {
+                x.value == y.value && (!with_descriptions || x.description == y.description)
+            }
+            (x, y) => plan::same_value(x, y),
+        };
+        assert!(same, "{restored}: {} differs after the round trip", e.id);
+    }
+}
+
+/// The flags Airflow itself would have written (spec §1.3): every variable encrypted (even
+/// empty); a password/extra encrypted iff present and non-empty, else NULL with the flag off.
+async fn assert_airflow_flags(url: &str) {
+    let sqlx_url = url
+        .replacen("postgresql+psycopg2://", "postgres://", 1)
+        .replacen("mysql+mysqldb://", "mysql://", 1)
+        .replacen("sqlite:///", "sqlite://", 1);
+    let (vars, conns): (Vec<(String, i64)>, Vec<(String, Option<String>, Option<String>, i64, i64)>);
+    let vq = "SELECT val, CAST(is_encrypted AS INTEGER) FROM variable";
+    let cq = "SELECT conn_id, password, extra, CAST(is_encrypted AS INTEGER), CAST(is_extra_encrypted AS INTEGER) FROM connection";
+    macro_rules! fetch {
+        ($pool:ty, $vq:expr, $cq:expr) => {{
+            let pool = <$pool>::connect(&sqlx_url).await.unwrap();
+            let v = sqlx::query_as(sqlx::AssertSqlSafe($vq)).fetch_all(&pool).await.unwrap();
+            let c = sqlx::query_as(sqlx::AssertSqlSafe($cq)).fetch_all(&pool).await.unwrap();
+            pool.close().await;
+            (v, c)
+        }};
+    }
+    (vars, conns) = if sqlx_url.starts_with("postgres") {
+        fetch!(sqlx::PgPool, vq.replace("AS INTEGER)", "AS INTEGER) AS BIGINT)").replace("CAST(", "CAST(CAST("), cq.replace("AS INTEGER)", "AS INTEGER) AS BIGINT)").replace("CAST(", "CAST(CAST("))
+    } else if sqlx_url.starts_with("mysql") {
+        fetch!(sqlx::MySqlPool, vq.replace("INTEGER", "SIGNED"), cq.replace("INTEGER", "SIGNED"))
+    } else {
+        fetch!(sqlx::SqlitePool, vq.to_string(), cq.to_string())
+    };
+    assert!(!vars.is_empty() && !conns.is_empty());
+    for (val, enc) in vars {
+        assert_eq!(enc, 1, "{url}: a variable stored unencrypted");
+        assert!(val.starts_with("gAAAAA"), "{url}: a variable value is not a token");
+    }
+    for (id, pw, extra, pe, xe) in conns {
+        assert_eq!(pe == 1, pw.is_some(), "{url}: {id}: password flag");
+        assert_eq!(xe == 1, extra.is_some(), "{url}: {id}: extra flag");
+        assert!(pw.is_none_or(|p| p.starts_with("gAAAAA")), "{url}: {id}: password not a token");
+        assert!(extra.is_none_or(|x| x.starts_with("gAAAAA")), "{url}: {id}: extra not a token");
+    }
+}
+
+#[tokio::test]
+async fn conflict_policies_and_one_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = empty_sqlite(dir.path(), "airflow-3.3.2.db").await;
+    let store = open(&url, RESTORE_KEY, OnConflict::Overwrite).await;
+    store.write(&Entry::variable("existing", "old"), &Precondition::Any).await.unwrap();
+    store.flush().await.unwrap();
+
+    // fail (the default): the plan reports the existing row; a forced write fails the whole
+    // transaction, so the new row is not written either.
+    let failing = open(&url, RESTORE_KEY, OnConflict::Fail).await;
+    let src = airflow_secrets_sync::store::memory::MemoryStore::new("src");
+    src.write(&Entry::variable("existing", "new"), &Precondition::Any).await.unwrap();
+    src.write(&Entry::variable("fresh", "v"), &Precondition::Any).await.unwrap();
+    let policy = Policy::new(Selection::all(), &ApplyConfig::default());
+    let (s, t) = (scan_all(&src, &Kind::ALL).await.unwrap(), scan_all(&failing, &Kind::ALL).await.unwrap());
+    let p = plan::diff(&src, &s, &failing, &t, &policy);
+    let existing = p.changes.iter().find(|c| c.id == ItemId::variable("existing")).unwrap();
+    assert_eq!(existing.error.as_ref().map(|e| e.kind), Some(ItemErrorKind::NotOwned));
+    failing.write(&Entry::variable("fresh", "v"), &Precondition::Any).await.unwrap();
+    failing.write(&Entry::variable("existing", "new"), &Precondition::Any).await.unwrap();
+    let err = failing.flush().await.unwrap_err();
+    assert!(matches!(&err, StoreError::Item { error, .. } if error.kind == ItemErrorKind::Blocked), "{err}");
+    assert!(err.to_string().contains("existing") && !err.to_string().contains("new"), "{err}");
+    let now = scan_all(&failing, &Kind::ALL).await.unwrap();
+    assert!(now.get(&ItemId::variable("fresh")).is_none(), "a failed flush must write nothing");
+
+    // skip: existing rows are kept (in the plan and in the store).
+    let skipping = open(&url, RESTORE_KEY, OnConflict::Skip).await;
+    let t = scan_all(&skipping, &Kind::ALL).await.unwrap();
+    let p = plan::diff(&src, &s, &skipping, &t, &policy);
+    assert_eq!(p.changes.iter().find(|c| c.id == ItemId::variable("existing")).unwrap().action, Action::Kept);
+    assert_eq!(p.changes.iter().find(|c| c.id == ItemId::variable("fresh")).unwrap().action, Action::Create);
+
+    // overwrite: replaced.
+    let p = plan::diff(&src, &s, &store, &scan_all(&store, &Kind::ALL).await.unwrap(), &policy);
+    assert_eq!(p.changes.iter().find(|c| c.id == ItemId::variable("existing")).unwrap().action, Action::Update);
+}
