@@ -37,6 +37,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
             migrate(&cfg, &args, &mut std::io::stdout()).await
         }
         Command::Demo(args) => crate::demo::run(args.dir.as_deref(), &mut std::io::stdout()).await,
+        Command::RotateFernetKey(args) => {
+            let cfg = Config::load(&cli.config)?;
+            let spec = if args.target { &cfg.target } else { &cfg.source };
+            let registry::StoreConfig::Metastore(mcfg) = registry::parse(spec)? else {
+                return Err(AppError::Usage("rotate-fernet-key works on a metastore store".into()).into());
+            };
+            let store = crate::store::metastore::MetastoreStore::open(&mcfg).await?;
+            let r = store.rotate_fernet_key(args.dry_run).await?;
+            let verb = if args.dry_run { "would re-encrypt" } else { "re-encrypted" };
+            println!("{store}: {verb} {} variable(s) and {} connection(s) with the first key", r.variables, r.connections);
+            Ok(Exit::Ok)
+        }
         Command::Config(c) => match c.action {
             ConfigAction::Check => {
                 let cfg = Config::load(&cli.config)?;

@@ -30,6 +30,20 @@ pub enum Command {
     Demo(DemoArgs),
     /// Check the configuration file and say what it means (no credentials shown).
     Config(ConfigArgs),
+    /// Do what `airflow rotate-fernet-key` does on a metastore: with fernet_key = "NEW,OLD",
+    /// re-encrypt every encrypted field with NEW (timestamps kept, plaintext rows untouched),
+    /// in one transaction.
+    RotateFernetKey(RotateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// Rotate the [target] metastore instead of the [source] one.
+    #[arg(long)]
+    pub target: bool,
+    /// Count what would be rotated; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

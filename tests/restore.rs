@@ -245,3 +245,70 @@ async fn conflict_policies_and_one_transaction() {
     let p = plan::diff(&src, &s, &store, &scan_all(&store, &Kind::ALL).await.unwrap(), &policy);
     assert_eq!(p.changes.iter().find(|c| c.id == ItemId::variable("existing")).unwrap().action, Action::Update);
 }
+
+/// `rotate-fernet-key` on the Airflow-made metastores: afterwards the NEW key alone reads every
+/// item (the OLD-key rows included), every token keeps its timestamp, plaintext rows are untouched.
+#[tokio::test]
+async fn rotate_fernet_key_like_airflow() {
+    use base64::Engine;
+    for (db, _) in DBS {
+        let dir = tempfile::tempdir().unwrap();
+        let url = {
+            let u = empty_sqlite(dir.path(), db).await; // writable copy, rows deleted…
+            let path = u.trim_start_matches("sqlite:///").to_string();
+            std::fs::remove_file(&path).unwrap(); // …so re-copy the full file with its rows
+            std::fs::copy(testdata(db), &path).unwrap();
+            let mut perms = std::fs::metadata(&path).unwrap().permissions();
+            #[allow(clippy::permissions_set_readonly_false)]
+            perms.set_readonly(false);
+            std::fs::set_permissions(&path, perms).unwrap();
+            u
+        };
+        let key = manifest_key(db);
+        let new_only = key.split(',').next().unwrap().to_string();
+        let before = raw_tokens(&url).await;
+        let with_new = open(&url, &new_only, OnConflict::Fail).await;
+        assert!(scan_all(&with_new, &Kind::ALL).await.unwrap().error_count() > 0, "OLD-key rows exist before");
+
+        let store = open(&url, &key, OnConflict::Fail).await;
+        let all = scan_all(&store, &Kind::ALL).await.unwrap();
+        let dry = store.rotate_fernet_key(true).await.unwrap();
+        assert!(dry.variables > 0 && dry.connections > 0);
+        assert_eq!(raw_tokens(&url).await, before, "--dry-run wrote");
+        let done = store.rotate_fernet_key(false).await.unwrap();
+        assert_eq!(done, dry);
+
+        let after = raw_tokens(&url).await;
+        let b64 = base64::engine::general_purpose::URL_SAFE;
+        for ((id, old), (_, new)) in before.iter().zip(after.iter()) {
+            if old.starts_with("gAAAAA") {
+                assert_ne!(old, new, "{db}: {id} was not re-encrypted");
+                let (o, n) = (b64.decode(old).unwrap(), b64.decode(new).unwrap());
+                assert_eq!(o[..9], n[..9], "{db}: {id}: the token's timestamp changed");
+            } else {
+                assert_eq!(old, new, "{db}: plaintext {id} was touched");
+            }
+        }
+        let rotated = scan_all(&open(&url, &new_only, OnConflict::Fail).await, &Kind::ALL).await.unwrap();
+        assert_eq!(rotated.error_count(), 0, "{db}: the NEW key alone must read everything after rotation");
+        for e in all.entries() {
+            assert!(plan::same_value(&e.value, &rotated.get(&e.id).unwrap().value), "{db}: {} changed", e.id);
+        }
+    }
+}
+
+/// (row label, raw stored value) of every encrypted-capable cell, in a stable order.
+async fn raw_tokens(url: &str) -> Vec<(String, String)> {
+    let pool = sqlx::SqlitePool::connect(&url.replacen("sqlite:///", "sqlite://", 1)).await.unwrap();
+    let mut out: Vec<(String, String)> = Vec::new();
+    let vars: Vec<(i64, Option<String>)> = sqlx::query_as("SELECT id, val FROM variable ORDER BY id").fetch_all(&pool).await.unwrap();
+    out.extend(vars.into_iter().map(|(id, v)| (format!("variable row {id}"), v.unwrap_or_default())));
+    let conns: Vec<(i64, Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT id, password, extra FROM connection ORDER BY id").fetch_all(&pool).await.unwrap();
+    for (id, p, x) in conns {
+        out.push((format!("connection row {id} password"), p.unwrap_or_default()));
+        out.push((format!("connection row {id} extra"), x.unwrap_or_default()));
+    }
+    pool.close().await;
+    out
+}

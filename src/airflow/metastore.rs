@@ -365,7 +365,8 @@ impl MetastoreSchema {
 
 /// `column` as a 64-bit integer: one type to decode on every dialect (PG INTEGER is int4, MySQL
 /// INT is i32, SQLite is i64).
-fn int64_expr(dialect: Dialect, column: &str) -> String {
+/// A column read as a 64-bit integer on every dialect.
+pub fn int64_expr(dialect: Dialect, column: &str) -> String {
     let c = quote_ident(dialect, column);
     match dialect {
         Dialect::Postgres => format!("CAST({c} AS BIGINT)"),
