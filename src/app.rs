@@ -36,6 +36,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
             let cfg = Config::load(&cli.config)?;
             migrate(&cfg, &args, &mut std::io::stdout()).await
         }
+        Command::Restore(args) => {
+            let cfg = Config::load(&cli.config)?;
+            restore(&cfg, &args, &mut std::io::stdout()).await
+        }
         Command::Demo(args) => crate::demo::run(args.dir.as_deref(), &mut std::io::stdout()).await,
         Command::RotateFernetKey(args) => {
             let cfg = Config::load(&cli.config)?;
@@ -92,9 +96,27 @@ pub fn policy(cfg: &Config, args: &MigrateArgs) -> Result<(Policy, ApplyOptions)
 
 /// `migrate --plan | --apply`.
 pub async fn migrate(cfg: &Config, args: &MigrateArgs, out: &mut dyn Write) -> anyhow::Result<Exit> {
+    migrate_specs(cfg, &cfg.source, &cfg.target, args, out).await
+}
+
+/// `restore --from NAME --to NAME`: the same pipeline between two named stores.
+pub async fn restore(cfg: &Config, args: &crate::cli::RestoreArgs, out: &mut dyn Write) -> anyhow::Result<Exit> {
+    if args.from == args.to {
+        return Err(AppError::Usage("--from and --to name the same store".into()).into());
+    }
+    migrate_specs(cfg, cfg.store(&args.from)?, cfg.store(&args.to)?, &args.run, out).await
+}
+
+async fn migrate_specs(
+    cfg: &Config,
+    source: &crate::config::StoreSpec,
+    target: &crate::config::StoreSpec,
+    args: &MigrateArgs,
+    out: &mut dyn Write,
+) -> anyhow::Result<Exit> {
     let (mut policy, opts) = policy(cfg, args)?;
-    let source = registry::open(&cfg.source).await.context("opening the source")?;
-    let mut target_cfg = registry::parse(&cfg.target).context("opening the target")?;
+    let source = registry::open(source).await.context("opening the source")?;
+    let mut target_cfg = registry::parse(target).context("opening the target")?;
     // Adoption is one decision: the flag or [apply] adopt reaches the store's own guard, and a
     // store configured with `adopt = true` lets the plan update what it did not write.
     if policy.adopt {

@@ -26,6 +26,10 @@ pub struct Cli {
 pub enum Command {
     /// Plan (dry run, values masked) or apply a migration from [source] to [target].
     Migrate(MigrateArgs),
+    /// Incident recovery: plan or apply copying every item from one configured store into
+    /// another (typically a backend or a snapshot into a fresh metastore, re-encrypted with the
+    /// target's fernet_key). Names are `source`, `target` or a `[stores.NAME]` table.
+    Restore(RestoreArgs),
     /// Run the embedded demo: a seeded, encrypted SQLite metastore migrated to local files.
     Demo(DemoArgs),
     /// Check the configuration file and say what it means (no credentials shown).
@@ -86,6 +90,18 @@ pub struct MigrateArgs {
     /// Accepted for Terraform users: `--plan` always uses the detailed exit codes.
     #[arg(long, hide = true)]
     pub detailed_exitcode: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The store to read from (`source`, `target`, or a `[stores.NAME]` table).
+    #[arg(long, value_name = "NAME")]
+    pub from: String,
+    /// The store to write to.
+    #[arg(long, value_name = "NAME")]
+    pub to: String,
+    #[command(flatten)]
+    pub run: MigrateArgs,
 }
 
 #[derive(Debug, Args)]

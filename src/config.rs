@@ -21,6 +21,10 @@ pub struct Config {
     pub select: SelectConfig,
     #[serde(default)]
     pub apply: ApplyConfig,
+    /// More stores by name (`[stores.vault]`, `[stores.fresh_metastore]`), for `restore --from
+    /// NAME --to NAME`; `source` and `target` name the two tables above.
+    #[serde(default)]
+    pub stores: std::collections::BTreeMap<String, StoreSpec>,
 }
 
 /// A store's table, resolved by [`crate::store::registry::open`]. Kept raw so each store owns its
@@ -124,6 +128,18 @@ impl Default for ApplyConfig {
 }
 
 impl Config {
+    /// The store table called `name`: `source`, `target`, or a key of `[stores]`.
+    pub fn store(&self, name: &str) -> Result<&StoreSpec, AppError> {
+        match name {
+            "source" => Ok(&self.source),
+            "target" => Ok(&self.target),
+            other => self.stores.get(other).ok_or_else(|| {
+                let known: Vec<&str> = ["source", "target"].into_iter().chain(self.stores.keys().map(String::as_str)).collect();
+                AppError::Usage(format!("no store named {other:?} in the config (known: {})", known.join(", ")))
+            }),
+        }
+    }
+
     pub fn from_toml(text: &str) -> Result<Config, AppError> {
         // toml's messages quote the offending line, which may hold a credential: keep the
         // position and the reason only.

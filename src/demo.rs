@@ -41,16 +41,22 @@ pub fn generate_fernet_key() -> SecretValue {
     SecretValue::new(base64::engine::general_purpose::URL_SAFE.encode(key.as_ref()))
 }
 
-/// Create the demo metastore at `db` and return the Fernet key it is encrypted with.
-pub async fn seed_metastore(db: &Path) -> anyhow::Result<SecretValue> {
-    let key = generate_fernet_key();
-    let fernet = AirflowFernet::from_key_string(&key).context("building the demo fernet key")?;
+/// An empty SQLite metastore with Airflow 3.3's tables, as `airflow db migrate` leaves it.
+pub async fn create_empty_metastore(db: &Path) -> anyhow::Result<SqlitePool> {
     let pool = SqlitePool::connect_with(SqliteConnectOptions::new().filename(db).create_if_missing(true))
         .await
         .with_context(|| format!("creating {}", db.display()))?;
     for stmt in SCHEMA {
         sqlx::query(*stmt).execute(&pool).await.context("creating the demo schema")?;
     }
+    Ok(pool)
+}
+
+/// Create the demo metastore at `db` and return the Fernet key it is encrypted with.
+pub async fn seed_metastore(db: &Path) -> anyhow::Result<SecretValue> {
+    let key = generate_fernet_key();
+    let fernet = AirflowFernet::from_key_string(&key).context("building the demo fernet key")?;
+    let pool = create_empty_metastore(db).await?;
     let enc = |s: &str| fernet.encrypt(&SecretValue::from(s)).expect("a real key encrypts");
     // (key, value, description, encrypted?)
     let variables: [(&str, &str, Option<&str>, bool); 5] = [

@@ -206,3 +206,35 @@ async fn values_a_target_cannot_hold_exit_10() {
     assert!(text(&o).contains("empty_var"));
     assert_no_secrets(&o);
 }
+
+/// The incident runbook in one test: the metastore is lost; its secrets live in the target; a
+/// fresh metastore (new Fernet key) is restored from it and reads back every item.
+#[tokio::test]
+async fn restore_a_fresh_metastore_from_the_backend() {
+    let (dir, _) = seeded().await;
+    assert_eq!(code(&run(&["migrate", "--apply"], dir.path())), 0);
+    demo::create_empty_metastore(&dir.path().join("fresh.db")).await.unwrap().close().await;
+    let new_key = demo::generate_fernet_key();
+    let mut cfg = std::fs::read_to_string(dir.path().join("config.toml")).unwrap();
+    cfg.push_str(&format!(
+        "\n[stores.fresh]\nkind = \"metastore\"\nsql_alchemy_conn = {}\nfernet_key = {}\n",
+        toml::Value::String(format!("sqlite:///{}", dir.path().join("fresh.db").display())),
+        toml::Value::String(new_key.expose_plaintext().into())
+    ));
+    std::fs::write(dir.path().join("config.toml"), cfg).unwrap();
+
+    let o = run(&["restore", "--from", "target", "--to", "fresh", "--plan"], dir.path());
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    assert_no_secrets(&o);
+    let o = run(&["restore", "--from", "target", "--to", "fresh", "--apply"], dir.path());
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_no_secrets(&o);
+    let o = run(&["restore", "--from", "target", "--to", "fresh", "--plan"], dir.path());
+    assert_eq!(code(&o), 0, "restored: {}", text(&o));
+    // The restored metastore matches the original source, encrypted with the new key.
+    let o = run(&["restore", "--from", "source", "--to", "fresh", "--plan", "--json"], dir.path());
+    let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(plan["summary"]["create"], 0, "{plan}");
+    let o = run(&["restore", "--from", "nope", "--to", "fresh", "--plan"], dir.path());
+    assert_eq!(code(&o), 3);
+}
