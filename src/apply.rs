@@ -6,6 +6,7 @@
 //! every written item is read back and compared as Airflow would read it.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -109,9 +110,53 @@ fn backoff(opts: &ApplyOptions, attempt: u32, hint: Option<Duration>) -> Duratio
     hint.map_or(jittered, |h| h.max(jittered))
 }
 
-async fn write_one(target: &dyn Store, change: &Change, opts: &ApplyOptions) -> Result<(), StoreError> {
+/// Adaptive slow-down shared by every worker of one apply: a throttled answer anywhere raises a
+/// common delay before each write (doubling, at least the backend's Retry-After); successes decay
+/// it again. Per-item backoff alone would let the other workers keep hammering a throttled API.
+#[derive(Debug)]
+pub struct Pacer {
+    delay_us: AtomicU64,
+    max: Duration,
+}
+
+impl Pacer {
+    const FLOOR: Duration = Duration::from_millis(20);
+
+    pub fn new(max: Duration) -> Self {
+        Self { delay_us: AtomicU64::new(0), max }
+    }
+
+    /// The delay every write currently waits.
+    pub fn delay(&self) -> Duration {
+        Duration::from_micros(self.delay_us.load(Ordering::Relaxed))
+    }
+
+    pub fn throttled(&self, hint: Option<Duration>) {
+        let _ = self.delay_us.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| {
+            let next = Duration::from_micros(d).saturating_mul(2).max(Self::FLOOR).max(hint.unwrap_or_default()).min(self.max);
+            Some(next.as_micros() as u64)
+        });
+    }
+
+    pub fn succeeded(&self) {
+        let _ = self.delay_us.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| {
+            let next = d - d / 8;
+            Some(if next < 1_000 { 0 } else { next })
+        });
+    }
+
+    async fn wait(&self) {
+        let d = self.delay();
+        if !d.is_zero() {
+            tokio::time::sleep(d).await;
+        }
+    }
+}
+
+async fn write_one(target: &dyn Store, change: &Change, opts: &ApplyOptions, pacer: &Pacer) -> Result<(), StoreError> {
     let mut attempt = 0;
     loop {
+        pacer.wait().await;
         let result = match change.action {
             Action::Delete => target.delete(&change.id).await,
             Action::Create | Action::Update => {
@@ -122,12 +167,18 @@ async fn write_one(target: &dyn Store, change: &Change, opts: &ApplyOptions) -> 
         };
         match result {
             Err(e) if e.is_retryable() && attempt + 1 < opts.max_attempts => {
+                pacer.throttled(e.retry_after());
                 let wait = backoff(opts, attempt, e.retry_after());
                 debug!(id = %change.id, attempt, wait_ms = wait.as_millis() as u64, "retrying after a retryable error");
                 tokio::time::sleep(wait).await;
                 attempt += 1;
             }
-            other => return other,
+            other => {
+                if other.is_ok() {
+                    pacer.succeeded();
+                }
+                return other;
+            }
         }
     }
 }
@@ -138,6 +189,8 @@ pub async fn execute(plan: &Plan, target: Arc<dyn Store>, opts: &ApplyOptions, j
     let concurrency = opts.concurrency.unwrap_or(caps.write_concurrency).max(1);
     let writes: Vec<&Change> = plan.writes().collect();
     info!(target = %target, items = writes.len(), concurrency, "applying plan");
+    let pacer = Pacer::new(opts.max_backoff);
+    let pacer = &pacer;
 
     let results: Vec<(&Change, Result<(), StoreError>)> = futures::stream::iter(writes)
         .map(|change| {
@@ -147,7 +200,7 @@ pub async fn execute(plan: &Plan, target: Arc<dyn Store>, opts: &ApplyOptions, j
                 if let Err(e) = journal.before(change).await {
                     return (change, Err(e));
                 }
-                let r = write_one(target.as_ref(), change, opts).await;
+                let r = write_one(target.as_ref(), change, opts, pacer).await;
                 if let Err(e) = journal.after(change, r.is_ok()).await {
                     return (change, Err(e));
                 }
@@ -202,6 +255,47 @@ pub async fn execute(plan: &Plan, target: Arc<dyn Store>, opts: &ApplyOptions, j
     }
     report.failures.sort_by(|a, b| a.id.cmp(&b.id));
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pacer_slows_down_on_throttling_and_recovers() {
+        let p = Pacer::new(Duration::from_secs(1));
+        assert!(p.delay().is_zero());
+        p.throttled(None);
+        assert_eq!(p.delay(), Pacer::FLOOR);
+        p.throttled(None);
+        assert_eq!(p.delay(), Pacer::FLOOR * 2);
+        p.throttled(Some(Duration::from_millis(500)));
+        assert_eq!(p.delay(), Duration::from_millis(500));
+        for _ in 0..10 {
+            p.throttled(None);
+        }
+        assert_eq!(p.delay(), Duration::from_secs(1), "capped");
+        for _ in 0..200 {
+            p.succeeded();
+        }
+        assert!(p.delay().is_zero(), "decays back to full speed");
+    }
+
+    #[tokio::test]
+    async fn throttled_writes_are_retried_and_all_land() {
+        use crate::model::{Entry, Inventory};
+        use crate::store::layered::Throttling;
+        use crate::store::memory::MemoryStore;
+        let src: Inventory = (0..40).map(|i| Entry::variable(format!("v{i}"), format!("x{i}"))).collect();
+        let target = Arc::new(Throttling::new(MemoryStore::new("t"), 3));
+        let policy = crate::plan::Policy::new(crate::plan::Selection::all(), &crate::config::ApplyConfig::default());
+        let plan = plan::diff(&MemoryStore::new("s"), &src, target.as_ref(), &Inventory::new(), &policy);
+        let opts = ApplyOptions { base_backoff: Duration::from_millis(1), max_backoff: Duration::from_millis(20), ..Default::default() };
+        let report = execute(&plan, target.clone(), &opts, Arc::new(NoJournal)).await;
+        assert_eq!(report.exit(), Exit::Ok, "{:?}", report.failures);
+        assert_eq!(report.created, 40);
+        assert!(target.throttled.load(Ordering::SeqCst) >= 13);
+    }
 }
 
 /// Read back every item written and compare it the way Airflow would read it.

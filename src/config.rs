@@ -25,6 +25,42 @@ pub struct Config {
     /// NAME --to NAME`; `source` and `target` name the two tables above.
     #[serde(default)]
     pub stores: std::collections::BTreeMap<String, StoreSpec>,
+    /// The tool's own state: runs, journal, encrypted snapshots (`src/state`).
+    #[serde(default)]
+    pub state: StateConfig,
+}
+
+/// `[state]`: where runs, the journal and encrypted snapshots live, and the snapshot key.
+///
+/// SQLite at `path` by default (relative paths are relative to the config file's directory;
+/// default `.airflow-secrets-sync/state.db` there), PostgreSQL when `url` is given. The snapshot key
+/// comes from `snapshot_key`, `snapshot_key_cmd` or `AIRFLOW_SECRETS_SYNC_SNAPSHOT_KEY`, in that
+/// order; keep it out of the state database's own storage.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    pub path: Option<std::path::PathBuf>,
+    /// `postgres://…`: a shared state database (a daemon with replicas).
+    pub url: Option<String>,
+    /// 32 random bytes, base64 (`openssl rand -base64 32`).
+    pub snapshot_key: Option<String>,
+    /// A shell command that prints the snapshot key (a secret manager CLI, `pass`, …).
+    pub snapshot_key_cmd: Option<String>,
+    /// The directory relative paths resolve against: the config file's own (set by `load`).
+    #[serde(skip)]
+    pub base_dir: Option<std::path::PathBuf>,
+}
+
+impl std::fmt::Debug for StateConfig {
+    // `url` may carry a password and `snapshot_key` is a key: say only whether they are set.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateConfig")
+            .field("path", &self.path)
+            .field("url", &self.url.as_ref().map(|_| "***"))
+            .field("snapshot_key", &self.snapshot_key.as_ref().map(|_| "***"))
+            .field("snapshot_key_cmd", &self.snapshot_key_cmd.is_some())
+            .finish()
+    }
 }
 
 /// A store's table, resolved by [`crate::store::registry::open`]. Kept raw so each store owns its
@@ -152,6 +188,9 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, AppError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| AppError::Config(format!("cannot read {}: {e}", path.display())))?;
-        Self::from_toml(&text).map_err(|e| AppError::Config(format!("{}: {e}", path.display())))
+        let mut cfg = Self::from_toml(&text).map_err(|e| AppError::Config(format!("{}: {e}", path.display())))?;
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        cfg.state.base_dir = Some(std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()));
+        Ok(cfg)
     }
 }

@@ -18,6 +18,7 @@
 //! | 13 | partial apply: some items were written, others failed |
 //! | 14 | read-back verification failed after apply |
 //! | 15 | an existing item is not owned by this tool (pass `--adopt` to take it over) |
+//! | 16 | the target is locked by another apply (nothing was written; retry when it finishes) |
 
 use crate::model::ItemErrorKind;
 use crate::store::StoreError;
@@ -42,6 +43,7 @@ pub enum Exit {
     PartialApply = 13,
     VerifyFailed = 14,
     NotOwned = 15,
+    Locked = 16,
 }
 
 impl Exit {
@@ -117,6 +119,9 @@ pub fn classify(err: &anyhow::Error) -> Exit {
         }
         if let Some(e) = cause.downcast_ref::<StoreError>() {
             return Exit::for_store(e);
+        }
+        if let Some(e) = cause.downcast_ref::<crate::state::StateError>() {
+            return e.exit();
         }
     }
     Exit::Error

@@ -27,4 +27,6 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod plan;
+pub mod planfile;
 pub mod render;
+pub mod state;

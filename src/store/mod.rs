@@ -18,6 +18,9 @@ pub mod local_files;
 pub mod memory;
 pub mod metastore;
 pub mod registry;
+pub mod dir;
+pub mod layered;
+pub mod snapshot;
 #[cfg(feature = "vault")]
 pub mod vault;
 #[cfg(any(feature = "aws-sm", feature = "aws-ssm"))]
