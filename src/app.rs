@@ -1,12 +1,15 @@
 //! One function per command; glue between config, stores, plan, render and apply.
 
 use std::io::Write;
+
 use std::sync::Arc;
 
 use anyhow::Context;
 use tracing::info;
 
-use crate::apply::{self, ApplyOptions, NoJournal};
+use crate::apply::{self, ApplyOptions};
+use crate::safety::Safety;
+use crate::state::RunKind;
 use crate::cli::{Cli, Command, ConfigAction, MigrateArgs};
 use crate::config::Config;
 use crate::error::{AppError, Exit};
@@ -35,6 +38,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Migrate(args) => {
             let cfg = Config::load(&cli.config)?;
             migrate(&cfg, &args, &mut std::io::stdout()).await
+        }
+        Command::Rollback(args) => {
+            let cfg = Config::load(&cli.config)?;
+            rollback(&cfg, &args, &mut std::io::stdout()).await
+        }
+        Command::Runs => {
+            let cfg = Config::load(&cli.config)?;
+            let db = crate::state::StateDb::open(&cfg.state).await?;
+            for r in db.runs(50).await? {
+                println!(
+                    "{}  {:<8} {:<11} {} -> {}  ({} writes){}",
+                    r.id,
+                    r.kind,
+                    r.status.as_str(),
+                    r.source,
+                    r.target,
+                    r.writes_planned,
+                    r.rollback_of.map(|o| format!(", rolls back {o}")).unwrap_or_default()
+                );
+            }
+            Ok(Exit::Ok)
         }
         Command::Restore(args) => {
             let cfg = Config::load(&cli.config)?;
@@ -124,9 +148,28 @@ async fn migrate_specs(
     }
     policy.adopt |= target_cfg.adopt();
     let target = registry::open_config(target_cfg).await.context("opening the target")?;
-    migrate_between(source, target, &policy, &opts, args, out).await
+    // Fault injection for the crash tests (AIRFLOW_SECRETS_SYNC_FAULT_ABORT_AFTER); a no-op otherwise.
+    let target = crate::store::layered::from_env(target);
+    let safety = if args.apply && !args.no_snapshot {
+        match Safety::open(&cfg.state).await? {
+            Some(s) => Some(s),
+            None => {
+                return Err(AppError::Usage(
+                    "--apply records an encrypted snapshot of everything it overwrites and needs a snapshot key: \
+                     set [state] snapshot_key or snapshot_key_cmd, or AIRFLOW_SECRETS_SYNC_SNAPSHOT_KEY \
+                     (or pass --no-snapshot to apply without the ability to roll back)"
+                        .into(),
+                )
+                .into());
+            }
+        }
+    } else {
+        None
+    };
+    run_pipeline(source, target, &policy, &opts, args, out, safety.as_ref()).await
 }
 
+/// Plan (and apply) between two open stores without the safety engine (library use, tests).
 pub async fn migrate_between(
     source: DynStore,
     target: DynStore,
@@ -134,6 +177,18 @@ pub async fn migrate_between(
     opts: &ApplyOptions,
     args: &MigrateArgs,
     out: &mut dyn Write,
+) -> anyhow::Result<Exit> {
+    run_pipeline(source, target, policy, opts, args, out, None).await
+}
+
+async fn run_pipeline(
+    source: DynStore,
+    target: DynStore,
+    policy: &Policy,
+    opts: &ApplyOptions,
+    args: &MigrateArgs,
+    out: &mut dyn Write,
+    safety: Option<&Safety>,
 ) -> anyhow::Result<Exit> {
     let kinds = policy.selection.kinds().to_vec();
     let src_inv = store::scan_all(source.as_ref(), &kinds).await.with_context(|| format!("reading {source}"))?;
@@ -173,7 +228,26 @@ pub async fn migrate_between(
         writeln!(out, "Nothing to apply.")?;
         return Ok(item_errors.unwrap_or(Exit::Ok));
     }
-    let report = apply::execute(&plan, target.clone(), opts, Arc::new(NoJournal)).await;
+    let run = match safety {
+        Some(s) => {
+            let run = s.begin(&plan, target.as_ref(), &tgt_inv, RunKind::Migrate, None, args.resume.as_deref()).await?;
+            writeln!(
+                out,
+                "Run {}{}: an encrypted snapshot of the {} item(s) it touches is recorded; undo with `rollback {}`.",
+                run.run_id,
+                if run.resumed { " (resumed)" } else { "" },
+                plan.writes().count(),
+                run.run_id
+            )?;
+            Some(run)
+        }
+        None => None,
+    };
+    let journal = run.as_ref().map_or_else(crate::safety::no_journal, |r| r.journal.clone());
+    let report = apply::execute(&plan, target.clone(), opts, journal).await;
+    if let (Some(s), Some(run)) = (safety, &run) {
+        s.finish(run, &report).await?;
+    }
     writeln!(
         out,
         "Applied: {} created, {} updated, {} deleted, {} failed; {} verified by read-back.",
@@ -214,4 +288,69 @@ fn errored_summary(plan: &plan::Plan) -> String {
         return plan.refusals.join("; ");
     }
     format!("{n} item(s) cannot be migrated: {}", names.join(", "))
+}
+
+/// `rollback RUN --plan | --apply`: the snapshot of RUN as the source, the configured target as
+/// the target, restricted to the items RUN touched: updated items get their old values back,
+/// items RUN created are deleted. Applying it is itself a snapshotted run.
+pub async fn rollback(cfg: &Config, args: &crate::cli::RollbackArgs, out: &mut dyn Write) -> anyhow::Result<Exit> {
+    let Some(safety) = Safety::open(&cfg.state).await? else {
+        return Err(AppError::Usage("rollback needs the snapshot key the run was recorded with ([state] snapshot_key)".into()).into());
+    };
+    let run = safety.db.run(&args.run).await?;
+    let mut target_cfg = registry::parse(&cfg.target).context("opening the target")?;
+    target_cfg.set_adopt(true);
+    let target = registry::open_config(target_cfg).await.context("opening the target")?;
+    if target.identity() != run.target {
+        return Err(AppError::Usage(format!(
+            "run {} was applied to {}, but [target] is {}",
+            run.id,
+            run.target,
+            target.identity()
+        ))
+        .into());
+    }
+    let (present, absent, unreadable) = safety.snapshot_of(&run).await?;
+    let touched: std::collections::BTreeSet<crate::model::ItemId> =
+        present.ids().cloned().chain(absent.iter().cloned()).collect();
+    let source: DynStore = Arc::new(crate::store::snapshot::SnapshotStore::new(&run.id, &run.target, present.clone()));
+    let kinds = [crate::model::Kind::Variable, crate::model::Kind::Connection];
+    let mut tgt_inv = store::scan_all(target.as_ref(), &kinds).await.with_context(|| format!("reading {target}"))?;
+    tgt_inv.retain(|id| touched.contains(id));
+    let mut src_inv = present;
+    src_inv.retain(|id| touched.contains(id));
+    let policy = Policy { selection: Selection::all(), prune: true, adopt: true, max_deletes: usize::MAX };
+    let plan = plan::diff(source.as_ref(), &src_inv, target.as_ref(), &tgt_inv, &policy);
+    if args.json {
+        writeln!(out, "{}", render::json(&plan))?;
+    } else {
+        writeln!(out, "Rollback of run {} ({}):", run.id, run.status.as_str())?;
+        write!(out, "{}", render::table(&plan, false))?;
+    }
+    for id in &unreadable {
+        writeln!(out, "  not restorable: {id} was unreadable before the run")?;
+    }
+    if args.plan {
+        return Ok(if plan.has_changes() { Exit::ChangesPending } else { Exit::Ok });
+    }
+    if let Some(exit) = plan.error_exit() {
+        return Err(AppError::Items { message: errored_summary(&plan), exit }.into());
+    }
+    let active = safety.begin(&plan, target.as_ref(), &tgt_inv, RunKind::Rollback, Some(&run.id), None).await?;
+    let report = apply::execute(&plan, target.clone(), &ApplyOptions::default(), active.journal.clone()).await;
+    safety.finish(&active, &report).await?;
+    writeln!(
+        out,
+        "Rolled back: {} restored, {} deleted, {} failed (run {}).",
+        report.created + report.updated,
+        report.deleted,
+        report.failures.len(),
+        active.run_id
+    )?;
+    if report.exit() == Exit::Ok {
+        safety.db.set_run_status(&run.id, crate::state::RunStatus::RolledBack).await?;
+        Ok(Exit::Ok)
+    } else {
+        Err(AppError::Items { message: format!("{} rollback writes failed; re-run to finish", report.failures.len()), exit: report.exit() }.into())
+    }
 }

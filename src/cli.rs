@@ -26,6 +26,11 @@ pub struct Cli {
 pub enum Command {
     /// Plan (dry run, values masked) or apply a migration from [source] to [target].
     Migrate(MigrateArgs),
+    /// Undo a run: restore the snapshot it took (updated items get their old values back, items
+    /// it created are deleted), planned and shown masked first; itself snapshotted.
+    Rollback(RollbackArgs),
+    /// List the runs recorded in the state database (no values).
+    Runs,
     /// Incident recovery: plan or apply copying every item from one configured store into
     /// another (typically a backend or a snapshot into a fresh metastore, re-encrypted with the
     /// target's fernet_key). Names are `source`, `target` or a `[stores.NAME]` table.
@@ -50,7 +55,7 @@ pub struct RotateArgs {
     pub dry_run: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 #[command(group(clap::ArgGroup::new("mode").required(true).args(["plan", "apply"])))]
 pub struct MigrateArgs {
     /// Read both sides and show what would change. Exit 0: no changes; 2: changes pending.
@@ -90,6 +95,13 @@ pub struct MigrateArgs {
     /// Accepted for Terraform users: `--plan` always uses the detailed exit codes.
     #[arg(long, hide = true)]
     pub detailed_exitcode: bool,
+    /// Apply without recording a rollback snapshot (no snapshot key needed; no `rollback`).
+    #[arg(long)]
+    pub no_snapshot: bool,
+    /// Continue the interrupted run RUN (its original snapshot is kept). An interrupted run of the
+    /// same source and target is resumed automatically.
+    #[arg(long, value_name = "RUN")]
+    pub resume: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -102,6 +114,19 @@ pub struct RestoreArgs {
     pub to: String,
     #[command(flatten)]
     pub run: MigrateArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("rollback_mode").required(true).args(["plan", "apply"])))]
+pub struct RollbackArgs {
+    /// The run to undo (see `runs`).
+    pub run: String,
+    #[arg(long)]
+    pub plan: bool,
+    #[arg(long)]
+    pub apply: bool,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -29,4 +29,5 @@ pub mod error;
 pub mod plan;
 pub mod planfile;
 pub mod render;
+pub mod safety;
 pub mod state;

@@ -44,9 +44,11 @@ fn source_table(dir: &Path, db: &str) -> String {
     let copy = dir.join(db);
     std::fs::copy(testdata(db), &copy).unwrap();
     format!(
-        "[source]\nkind = \"metastore\"\nsql_alchemy_conn = {}\nfernet_key = {}\n",
+        "[source]\nkind = \"metastore\"\nsql_alchemy_conn = {}\nfernet_key = {}\n\n[state]\npath = {}\nsnapshot_key = \"{}\"\n\n",
         toml::Value::String(format!("sqlite:///{}", copy.display())),
         toml::Value::String(manifest_key(db)),
+        toml::Value::String(dir.join("state.db").display().to_string()),
+        "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=",
     )
 }
 
@@ -230,6 +232,7 @@ fn migrate_args() -> MigrateArgs {
         max_deletes: None,
         skip_errored: true,
         detailed_exitcode: false,
+        ..Default::default()
     }
 }
 

@@ -82,6 +82,7 @@ fn apply_args() -> MigrateArgs {
         max_deletes: None,
         skip_errored: true,
         detailed_exitcode: false,
+        ..Default::default()
     }
 }
 

@@ -1,0 +1,159 @@
+//! The safety engine around one apply: lock the target, record the run with a sealed snapshot of
+//! every item the plan touches (committed before the first write), journal each write, resume an
+//! interrupted run of the same target instead of re-snapshotting it, and roll a run back through
+//! the ordinary plan/apply pipeline with its snapshot as the source.
+
+use std::sync::Arc;
+
+use crate::apply::{ApplyReport, Journal, NoJournal};
+use crate::config::StateConfig;
+use crate::error::{AppError, Exit};
+use crate::model::{Inventory, ItemId};
+use crate::plan::Plan;
+use crate::state::runs::{NewRun, PlannedWrite, SealedRow, new_run_id};
+use crate::state::snapshots::{self, Prior};
+use crate::state::{RunJournal, RunKind, RunRecord, RunStatus, SnapshotKey, StateDb, StateError, TargetLock};
+use crate::store::Store;
+
+/// The state database and the snapshot key, when configured.
+pub struct Safety {
+    pub db: Arc<StateDb>,
+    pub key: SnapshotKey,
+}
+
+/// A run in progress: its id, whether it resumed an earlier one, and the target lock.
+pub struct ActiveRun {
+    pub run_id: String,
+    pub resumed: bool,
+    pub journal: Arc<dyn Journal>,
+    _lock: TargetLock,
+}
+
+impl Safety {
+    /// `None` when no snapshot key is configured (the caller decides whether that is allowed).
+    pub async fn open(cfg: &StateConfig) -> Result<Option<Safety>, StateError> {
+        let Some(key) = SnapshotKey::resolve(cfg)? else { return Ok(None) };
+        let db = StateDb::open(cfg).await?;
+        Ok(Some(Safety { db: Arc::new(db), key }))
+    }
+
+    fn planned(&self, plan: &Plan) -> Vec<PlannedWrite> {
+        plan.writes()
+            .map(|c| PlannedWrite {
+                id: c.id.clone(),
+                action: c.action,
+                desired_fp: self.key.value_fingerprint(&c.id, c.desired.as_ref().map(|e| &e.value)),
+            })
+            .collect()
+    }
+
+    /// Record the run and its snapshot (or continue an incomplete run of this target), under the
+    /// target lock, before anything is written.
+    pub async fn begin(
+        &self,
+        plan: &Plan,
+        target: &dyn Store,
+        target_inv: &Inventory,
+        kind: RunKind,
+        rollback_of: Option<&str>,
+        resume: Option<&str>,
+    ) -> Result<ActiveRun, anyhow::Error> {
+        let target_id = target.identity();
+        let writes = self.planned(plan);
+        let digest = {
+            let parts: Vec<Vec<u8>> =
+                writes.iter().map(|w| format!("{}\0{}\0{}", w.id.kind, w.id.id, w.desired_fp).into_bytes()).collect();
+            let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+            self.key.fingerprint(&refs)
+        };
+        let previous: Option<RunRecord> = match resume {
+            Some(r) => Some(self.db.run(r).await?),
+            None if kind == RunKind::Migrate => self.db.incomplete_run(&target_id).await?,
+            None => None,
+        };
+        if let Some(prev) = &previous {
+            if prev.target != target_id {
+                return Err(AppError::Usage(format!("run {} was applied to {}, not to {target_id}", prev.id, prev.target)).into());
+            }
+            if resume.is_none() && prev.source != plan.source {
+                return Err(AppError::Usage(format!(
+                    "run {} on {target_id} (from {}) did not finish: resume it with `--resume {}` or undo it with `rollback {} --apply` first",
+                    prev.id, prev.source, prev.id, prev.id
+                ))
+                .into());
+            }
+        }
+        let run_id = previous.as_ref().map_or_else(new_run_id, |p| p.id.clone());
+        let lock = self.db.lock_target(&target_id, &run_id).await?;
+        // A resumed run keeps the snapshot it took before its first write: re-snapshotting items it
+        // already changed would make rollback restore half-written values.
+        let already = match &previous {
+            Some(_) => self.db.snapshotted(&run_id).await?,
+            None => Default::default(),
+        };
+        let sealed: Vec<SealedRow> = writes
+            .iter()
+            .filter(|w| !already.contains(&w.id))
+            .map(|w| {
+                let (nonce, sealed) = snapshots::seal(
+                    &self.key,
+                    &run_id,
+                    &target_id,
+                    &w.id,
+                    target_inv.get(&w.id),
+                    target_inv.error(&w.id).is_some(),
+                );
+                SealedRow { id: w.id.clone(), nonce, sealed }
+            })
+            .collect();
+        if previous.is_some() {
+            self.db.extend_run(&run_id, &writes, &sealed).await?;
+            tracing::info!(run = %run_id, "resuming an interrupted run; its original snapshot is kept");
+        } else {
+            self.db
+                .begin_run(
+                    &NewRun {
+                        id: &run_id,
+                        kind,
+                        source: &plan.source,
+                        target: &target_id,
+                        plan_digest: &digest,
+                        key_id: self.key.id(),
+                        snapshot: true,
+                        rollback_of,
+                    },
+                    &writes,
+                    &sealed,
+                )
+                .await?;
+        }
+        let journal: Arc<dyn Journal> =
+            Arc::new(RunJournal::new(self.db.clone(), run_id.clone(), indicatif::ProgressBar::hidden()));
+        Ok(ActiveRun { run_id, resumed: previous.is_some(), journal, _lock: lock })
+    }
+
+    pub async fn finish(&self, run: &ActiveRun, report: &ApplyReport) -> Result<(), StateError> {
+        let status = if report.exit() == Exit::Ok { RunStatus::Done } else { RunStatus::Failed };
+        self.db.set_run_status(&run.run_id, status).await
+    }
+
+    /// The snapshot of `run_id` as (what was present, ids that were absent, ids unreadable then).
+    pub async fn snapshot_of(&self, run: &RunRecord) -> Result<(Inventory, Vec<ItemId>, Vec<ItemId>), StateError> {
+        let priors = self.db.load_snapshot(&self.key, &run.id, &run.target).await?;
+        let mut present = Inventory::new();
+        let (mut absent, mut unreadable) = (Vec::new(), Vec::new());
+        for (id, p) in priors {
+            match p {
+                Prior::Present(e) => present.insert(e),
+                Prior::Absent => absent.push(id),
+                Prior::Unreadable => unreadable.push(id),
+            }
+        }
+        Ok((present, absent, unreadable))
+    }
+}
+
+/// A journal for runs without a state database (`--no-snapshot`).
+pub fn no_journal() -> Arc<dyn Journal> {
+    Arc::new(NoJournal)
+}
