@@ -1,0 +1,142 @@
+//! The safety engine through the real binary: snapshots before every write, rollback of updates
+//! and creations, resume after a crash (fault injection aborts the process mid-apply), the
+//! snapshot key requirement, and no plaintext anywhere in the state database.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use airflow_secrets_sync::demo;
+
+const BIN: &str = env!("CARGO_BIN_EXE_airflow-secrets-sync");
+const CANARIES: &[&str] = &["xoxb-demo-not-a-real-token", "p@ss:w/rd#?%&= +", "api-secret", "Bearer demo", "production"];
+
+fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(BIN);
+    c.args(args).current_dir(dir).env_remove("AIRFLOW__CORE__FERNET_KEY").env_remove("AIRFLOW_SECRETS_SYNC_SNAPSHOT_KEY");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+fn run_id(o: &Output) -> String {
+    let t = text(o);
+    let line = t.lines().find(|l| l.starts_with("Run ")).unwrap_or_else(|| panic!("no run id in:\n{t}"));
+    line.split_whitespace().nth(1).unwrap().trim_end_matches(':').to_string()
+}
+
+fn variables(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("variables.json")).unwrap()).unwrap()
+}
+
+async fn seeded() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let key = demo::seed_metastore(&dir.path().join("airflow.db")).await.unwrap();
+    std::fs::write(dir.path().join("config.toml"), demo::demo_config(dir.path(), &key)).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn rollback_restores_updates_and_removes_creations() {
+    let dir = seeded().await;
+    let d = dir.path();
+    let first = run(d, &["migrate", "--apply"], &[]);
+    assert_eq!(code(&first), 0, "{}", text(&first));
+    let run1 = run_id(&first);
+
+    // Someone edits the target; the next apply puts the source's value back (run 2).
+    let mut vars = variables(d);
+    vars["environment"] = "staging".into();
+    std::fs::write(d.join("variables.json"), serde_json::to_string(&vars).unwrap()).unwrap();
+    let second = run(d, &["migrate", "--apply"], &[]);
+    assert_eq!(code(&second), 0, "{}", text(&second));
+    let run2 = run_id(&second);
+    assert_ne!(run1, run2);
+    assert_eq!(variables(d)["environment"], "production");
+
+    let plan = run(d, &["rollback", &run2, "--plan"], &[]);
+    assert_eq!(code(&plan), 2, "{}", text(&plan));
+    assert!(text(&plan).contains("environment"));
+    let undo = run(d, &["rollback", &run2, "--apply"], &[]);
+    assert_eq!(code(&undo), 0, "{}", text(&undo));
+    assert_eq!(variables(d)["environment"], "staging", "rollback restored the value run 2 overwrote");
+
+    // Undoing the first run deletes everything it created.
+    let undo1 = run(d, &["rollback", &run1, "--apply"], &[]);
+    assert_eq!(code(&undo1), 0, "{}", text(&undo1));
+    assert_eq!(variables(d).as_object().map_or(0, |m| m.len()), 0, "{}", text(&undo1));
+
+    let runs = run(d, &["runs"], &[]);
+    assert_eq!(code(&runs), 0);
+    let listed = text(&runs);
+    assert!(listed.contains(&run1) && listed.contains(&run2) && listed.contains("rolled_back"), "{listed}");
+
+    for o in [&first, &second, &plan, &undo, &undo1, &runs] {
+        for c in CANARIES {
+            assert!(!text(o).contains(c), "{c:?} printed:\n{}", text(o));
+        }
+    }
+    // The state database holds sealed snapshots only: no plaintext in its raw bytes.
+    for entry in std::fs::read_dir(d).unwrap() {
+        let p = entry.unwrap().path();
+        if p.file_name().unwrap().to_string_lossy().starts_with("state.db") {
+            let raw = std::fs::read(&p).unwrap();
+            for c in CANARIES {
+                assert!(!raw.windows(c.len()).any(|w| w == c.as_bytes()), "{c:?} in {}", p.display());
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_aborted_apply_resumes_with_its_original_snapshot() {
+    let dir = seeded().await;
+    let d = dir.path();
+    // Dies (abort, like kill -9) right after the 4th write reaches the target.
+    let crashed = run(d, &["migrate", "--apply"], &[("AIRFLOW_SECRETS_SYNC_FAULT_ABORT_AFTER", "4")]);
+    assert_ne!(code(&crashed), 0, "the fault must kill the process: {}", text(&crashed));
+    let crashed_run = run_id(&crashed);
+    let runs = text(&run(d, &["runs"], &[]));
+    assert!(runs.contains(&crashed_run) && runs.contains("applying"), "{runs}");
+
+    // Re-applying the same plan resumes the same run.
+    let resumed = run(d, &["migrate", "--apply"], &[]);
+    assert_eq!(code(&resumed), 0, "{}", text(&resumed));
+    assert_eq!(run_id(&resumed), crashed_run);
+    assert!(text(&resumed).contains("(resumed)"));
+    assert_eq!(variables(d)["environment"], "production");
+    let plan = run(d, &["migrate", "--plan"], &[]);
+    assert_eq!(code(&plan), 0, "{}", text(&plan));
+
+    // Its snapshot is the state before the crash: rolling back removes everything.
+    let undo = run(d, &["rollback", &crashed_run, "--apply"], &[]);
+    assert_eq!(code(&undo), 0, "{}", text(&undo));
+    assert_eq!(variables(d).as_object().map_or(0, |m| m.len()), 0);
+}
+
+#[tokio::test]
+async fn apply_needs_a_snapshot_key_unless_told_otherwise() {
+    let dir = seeded().await;
+    let d = dir.path();
+    let cfg = std::fs::read_to_string(d.join("config.toml")).unwrap();
+    let without: String = cfg.lines().filter(|l| !l.starts_with("snapshot_key")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(d.join("config.toml"), without).unwrap();
+    let o = run(d, &["migrate", "--apply"], &[]);
+    assert_eq!(code(&o), 3, "{}", text(&o));
+    assert!(text(&o).contains("snapshot key"), "{}", text(&o));
+    assert!(!d.join("variables.json").exists(), "nothing may be written without a snapshot");
+    let o = run(d, &["migrate", "--apply", "--no-snapshot"], &[]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    // The key can come from the environment too.
+    let key = demo::generate_fernet_key();
+    let o = run(d, &["migrate", "--apply"], &[("AIRFLOW_SECRETS_SYNC_SNAPSHOT_KEY", key.expose_plaintext())]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+}
