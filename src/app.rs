@@ -96,6 +96,19 @@ async fn open_both(cfg: &Config) -> anyhow::Result<(DynStore, DynStore)> {
 
 /// The effective policy: the config file, overridden by flags.
 pub fn policy(cfg: &Config, args: &MigrateArgs) -> Result<(Policy, ApplyOptions), AppError> {
+    let (select, apply_cfg) = effective(cfg, args);
+    let policy = Policy::new(Selection::from_config(&select)?, &apply_cfg);
+    let opts = ApplyOptions {
+        concurrency: apply_cfg.concurrency,
+        max_attempts: apply_cfg.max_attempts.max(1),
+        verify: apply_cfg.verify,
+        ..ApplyOptions::default()
+    };
+    Ok((policy, opts))
+}
+
+/// The config file's [select] and [apply], overridden by flags.
+fn effective(cfg: &Config, args: &MigrateArgs) -> (crate::config::SelectConfig, crate::config::ApplyConfig) {
     let mut select = cfg.select.clone();
     if args.only.is_some() {
         select.only = args.only;
@@ -108,14 +121,15 @@ pub fn policy(cfg: &Config, args: &MigrateArgs) -> Result<(Policy, ApplyOptions)
     if let Some(n) = args.max_deletes {
         apply_cfg.max_deletes = n;
     }
-    let policy = Policy::new(Selection::from_config(&select)?, &apply_cfg);
-    let opts = ApplyOptions {
-        concurrency: apply_cfg.concurrency,
-        max_attempts: apply_cfg.max_attempts.max(1),
-        verify: apply_cfg.verify,
-        ..ApplyOptions::default()
-    };
-    Ok((policy, opts))
+    (select, apply_cfg)
+}
+
+/// Saved-plan inputs of one run: the policy to record with `--out`, the plan to check with
+/// `--plan-file`.
+#[derive(Default)]
+struct Saved {
+    policy: Option<crate::planfile::SavedPolicy>,
+    file: Option<crate::planfile::PlanFile>,
 }
 
 /// `migrate --plan | --apply`.
@@ -139,6 +153,20 @@ async fn migrate_specs(
     out: &mut dyn Write,
 ) -> anyhow::Result<Exit> {
     let (mut policy, opts) = policy(cfg, args)?;
+    let (select_cfg, apply_cfg) = effective(cfg, args);
+    let mut saved = Saved { policy: Some(crate::planfile::SavedPolicy::new(&select_cfg, &apply_cfg)), file: None };
+    if let Some(path) = &args.plan_file {
+        // A saved plan is applied under the policy it was made with, not today's flags.
+        let pf = crate::planfile::PlanFile::load(path)?;
+        let p = &pf.policy;
+        policy = Policy {
+            selection: Selection::from_config(&p.select())?,
+            prune: p.prune,
+            adopt: p.adopt,
+            max_deletes: p.max_deletes,
+        };
+        saved.file = Some(pf);
+    }
     let source = registry::open(source).await.context("opening the source")?;
     let mut target_cfg = registry::parse(target).context("opening the target")?;
     // Adoption is one decision: the flag or [apply] adopt reaches the store's own guard, and a
@@ -150,14 +178,15 @@ async fn migrate_specs(
     let target = registry::open_config(target_cfg).await.context("opening the target")?;
     // Fault injection for the crash tests (AIRFLOW_SECRETS_SYNC_FAULT_ABORT_AFTER); a no-op otherwise.
     let target = crate::store::layered::from_env(target);
-    let safety = if args.apply && !args.no_snapshot {
+    let needs_key = (args.apply && !args.no_snapshot) || args.out.is_some() || saved.file.is_some();
+    let safety = if needs_key {
         match Safety::open(&cfg.state).await? {
             Some(s) => Some(s),
             None => {
                 return Err(AppError::Usage(
-                    "--apply records an encrypted snapshot of everything it overwrites and needs a snapshot key: \
-                     set [state] snapshot_key or snapshot_key_cmd, or AIRFLOW_SECRETS_SYNC_SNAPSHOT_KEY \
-                     (or pass --no-snapshot to apply without the ability to roll back)"
+                    "--apply records an encrypted snapshot of everything it overwrites, and saved plans carry keyed \
+                     fingerprints: both need a snapshot key: set [state] snapshot_key or snapshot_key_cmd, or \
+                     AIRFLOW_SECRETS_SYNC_SNAPSHOT_KEY (or pass --no-snapshot to apply without the ability to roll back)"
                         .into(),
                 )
                 .into());
@@ -166,7 +195,7 @@ async fn migrate_specs(
     } else {
         None
     };
-    run_pipeline(source, target, &policy, &opts, args, out, safety.as_ref()).await
+    run_pipeline(source, target, &policy, &opts, args, out, safety.as_ref(), &saved).await
 }
 
 /// Plan (and apply) between two open stores without the safety engine (library use, tests).
@@ -178,7 +207,7 @@ pub async fn migrate_between(
     args: &MigrateArgs,
     out: &mut dyn Write,
 ) -> anyhow::Result<Exit> {
-    run_pipeline(source, target, policy, opts, args, out, None).await
+    run_pipeline(source, target, policy, opts, args, out, None, &Saved::default()).await
 }
 
 async fn run_pipeline(
@@ -189,6 +218,7 @@ async fn run_pipeline(
     args: &MigrateArgs,
     out: &mut dyn Write,
     safety: Option<&Safety>,
+    saved: &Saved,
 ) -> anyhow::Result<Exit> {
     let kinds = policy.selection.kinds().to_vec();
     let src_inv = store::scan_all(source.as_ref(), &kinds).await.with_context(|| format!("reading {source}"))?;
@@ -197,10 +227,34 @@ async fn run_pipeline(
     info!(target = %target, items = tgt_inv.len(), errors = tgt_inv.error_count(), "target read");
     let plan = plan::diff(source.as_ref(), &src_inv, target.as_ref(), &tgt_inv, policy);
 
+    if let (Some(pf), Some(s)) = (&saved.file, safety) {
+        pf.check_context(&s.key, &source.identity(), &target.identity())?;
+        let drift = pf.drift(&s.key, &src_inv, &tgt_inv, &policy.selection);
+        if !drift.is_empty() {
+            for d in &drift {
+                writeln!(out, "  drifted: {d}")?;
+            }
+            return Err(AppError::Drift(format!(
+                "saved plan refused: {} item(s) changed since it was made; make a new plan",
+                drift.len()
+            ))
+            .into());
+        }
+    }
+
     if args.json {
         writeln!(out, "{}", render::json(&plan))?;
     } else {
         write!(out, "{}", render::table(&plan, args.show_unchanged))?;
+    }
+
+    if let (Some(path), Some(s), Some(sp)) = (&args.out, safety, &saved.policy) {
+        let pf = crate::planfile::PlanFile::new(&plan, &s.key, sp.clone(), &src_inv, &tgt_inv, &policy.selection);
+        pf.save(path)?;
+        // Keep stdout machine-readable with --json.
+        if !args.json {
+            writeln!(out, "Saved the plan to {} (fingerprints only, no values).", path.display())?;
+        }
     }
 
     if args.plan {

@@ -95,6 +95,14 @@ pub struct MigrateArgs {
     /// Accepted for Terraform users: `--plan` always uses the detailed exit codes.
     #[arg(long, hide = true)]
     pub detailed_exitcode: bool,
+    /// With --plan: also save the plan (fingerprints, never values) to FILE for a later
+    /// `--apply --plan-file FILE`.
+    #[arg(long, value_name = "FILE", requires = "plan")]
+    pub out: Option<std::path::PathBuf>,
+    /// With --apply: apply the plan saved in FILE, under the policy it was made with; refused
+    /// (exit 12) if either store changed since.
+    #[arg(long, value_name = "FILE", requires = "apply")]
+    pub plan_file: Option<std::path::PathBuf>,
     /// Apply without recording a rollback snapshot (no snapshot key needed; no `rollback`).
     #[arg(long)]
     pub no_snapshot: bool,

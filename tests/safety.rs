@@ -140,3 +140,33 @@ async fn apply_needs_a_snapshot_key_unless_told_otherwise() {
     let o = run(d, &["migrate", "--apply"], &[("AIRFLOW_SECRETS_SYNC_SNAPSHOT_KEY", key.expose_plaintext())]);
     assert_eq!(code(&o), 0, "{}", text(&o));
 }
+
+#[tokio::test]
+async fn a_saved_plan_applies_only_while_nothing_drifted() {
+    let dir = seeded().await;
+    let d = dir.path();
+    let plan_path = d.join("plan.json");
+    let p = plan_path.to_str().unwrap();
+    let o = run(d, &["migrate", "--plan", "--out", p, "--only", "variables"], &[]);
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    let saved = std::fs::read(&plan_path).unwrap();
+    for c in CANARIES {
+        assert!(!saved.windows(c.len()).any(|w| w == c.as_bytes()), "{c:?} in the saved plan");
+    }
+    // The saved plan carries its own policy (only variables), whatever today's flags say.
+    let o = run(d, &["migrate", "--apply", "--plan-file", p], &[]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(variables(d).get("environment").is_some());
+    assert!(!d.join("connections.json").exists(), "connections were outside the saved plan");
+
+    // A new plan, then someone changes the target before it is applied: refused, exit 12.
+    let o = run(d, &["migrate", "--plan", "--out", p], &[]);
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    let mut vars = variables(d);
+    vars["environment"] = "changed-by-hand".into();
+    std::fs::write(d.join("variables.json"), serde_json::to_string(&vars).unwrap()).unwrap();
+    let o = run(d, &["migrate", "--apply", "--plan-file", p], &[]);
+    assert_eq!(code(&o), 12, "{}", text(&o));
+    assert!(text(&o).contains("environment") && !text(&o).contains("changed-by-hand"), "{}", text(&o));
+    assert!(!d.join("connections.json").exists(), "nothing is written when the plan drifted");
+}
