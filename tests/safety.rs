@@ -170,3 +170,25 @@ async fn a_saved_plan_applies_only_while_nothing_drifted() {
     assert!(text(&o).contains("environment") && !text(&o).contains("changed-by-hand"), "{}", text(&o));
     assert!(!d.join("connections.json").exists(), "nothing is written when the plan drifted");
 }
+
+#[tokio::test]
+async fn two_applies_never_run_on_one_target_at_once() {
+    use airflow_secrets_sync::config::Config;
+    use airflow_secrets_sync::state::StateDb;
+    use airflow_secrets_sync::store::registry;
+    let dir = seeded().await;
+    let d = dir.path();
+    let cfg = Config::load(&d.join("config.toml")).unwrap();
+    let target = registry::open(&cfg.target).await.unwrap();
+    let db = StateDb::open(&cfg.state).await.unwrap();
+    // Another apply holds the target's lock...
+    let held = db.lock_target(&target.identity(), "other-run").await.unwrap();
+    let o = run(d, &["migrate", "--apply"], &[]);
+    assert_eq!(code(&o), 16, "{}", text(&o));
+    assert!(text(&o).contains("other-run"), "the error names the holder: {}", text(&o));
+    assert!(!d.join("variables.json").exists());
+    // ...until it lets go.
+    drop(held);
+    let o = run(d, &["migrate", "--apply"], &[]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+}
