@@ -19,9 +19,11 @@ use crate::store::{self, DynStore, registry};
 
 pub fn init_tracing(verbose: u8, json: bool) {
     use tracing_subscriber::EnvFilter;
+    // vaultrs logs every non-2xx answer (a 404 is how Vault says "absent") at error level; our
+    // own errors say what matters, so its logs stay off unless RUST_LOG asks for them.
     let default = match verbose {
-        0 => "warn",
-        1 => "info,airflow_secrets_sync=debug",
+        0 => "warn,vaultrs=off,rustify=off",
+        1 => "info,airflow_secrets_sync=debug,vaultrs=off,rustify=off",
         _ => "debug,airflow_secrets_sync=trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
@@ -355,6 +357,7 @@ pub async fn rollback(cfg: &Config, args: &crate::cli::RollbackArgs, out: &mut d
     let mut target_cfg = registry::parse(&cfg.target).context("opening the target")?;
     target_cfg.set_adopt(true);
     let target = registry::open_config(target_cfg).await.context("opening the target")?;
+    let target = crate::store::layered::from_env(target);
     if target.identity() != run.target {
         return Err(AppError::Usage(format!(
             "run {} was applied to {}, but [target] is {}",
@@ -390,7 +393,20 @@ pub async fn rollback(cfg: &Config, args: &crate::cli::RollbackArgs, out: &mut d
     if let Some(exit) = plan.error_exit() {
         return Err(AppError::Items { message: errored_summary(&plan), exit }.into());
     }
-    let active = safety.begin(&plan, target.as_ref(), &tgt_inv, RunKind::Rollback, Some(&run.id), None).await?;
+    // An interrupted rollback of the same run is continued (its snapshot kept), not restarted.
+    let resume = match safety.db.incomplete_run(&run.target).await? {
+        Some(p) if p.rollback_of.as_deref() == Some(run.id.as_str()) => Some(p.id),
+        Some(p) if p.id != run.id => {
+            return Err(AppError::Usage(format!(
+                "run {} on this target did not finish: resume or roll it back first",
+                p.id
+            ))
+            .into());
+        }
+        _ => None,
+    };
+    let active =
+        safety.begin(&plan, target.as_ref(), &tgt_inv, RunKind::Rollback, Some(&run.id), resume.as_deref()).await?;
     let report = apply::execute(&plan, target.clone(), &ApplyOptions::default(), active.journal.clone()).await;
     safety.finish(&active, &report).await?;
     writeln!(

@@ -570,6 +570,23 @@ impl VaultStore {
             },
         };
         let (mount, path) = (sp.mount.as_str(), sp.path.as_str());
+        // Mark ownership BEFORE the data: a process killed between the two calls then leaves
+        // our mark on an item with no new value (which the next run simply writes), never a value
+        // without our mark (which would read as someone else's and block rollback).
+        if !already_tagged {
+            let mut custom = HashMap::from([("managed-by".to_string(), MANAGED_BY.to_string())]);
+            if id.id.len() <= CUSTOM_METADATA_VALUE_LIMIT {
+                custom.insert("airflow-id".to_string(), id.id.clone());
+            }
+            let custom = &custom;
+            self.call(|c| async move {
+                let mut opts = SetSecretMetadataRequest::builder();
+                opts.custom_metadata(custom.clone());
+                vaultrs::kv2::set_metadata(&*c, mount, path, Some(&mut opts)).await
+            })
+            .await
+            .map_err(|f| self.error("write metadata", &sp.metadata_path(), f))?;
+        }
         let mut retried_absent = false;
         loop {
             let cas32 = u32::try_from(cas).map_err(|_| StoreError::Conflict { store: self.to_string(), id: id.clone() })?;
@@ -597,20 +614,6 @@ impl VaultStore {
                 }
                 Err(f) => return Err(self.error("write", &shown, f)),
             }
-        }
-        if !already_tagged {
-            let mut custom = HashMap::from([("managed-by".to_string(), MANAGED_BY.to_string())]);
-            if id.id.len() <= CUSTOM_METADATA_VALUE_LIMIT {
-                custom.insert("airflow-id".to_string(), id.id.clone());
-            }
-            let custom = &custom;
-            self.call(|c| async move {
-                let mut opts = SetSecretMetadataRequest::builder();
-                opts.custom_metadata(custom.clone());
-                vaultrs::kv2::set_metadata(&*c, mount, path, Some(&mut opts)).await
-            })
-            .await
-            .map_err(|f| self.error("write metadata", &sp.metadata_path(), f))?;
         }
         Ok(())
     }
