@@ -141,15 +141,46 @@ pub async fn migrate(cfg: &Config, args: &MigrateArgs, out: &mut dyn Write) -> a
 
 /// `restore --from NAME --to NAME`: the same pipeline between two named stores.
 pub async fn restore(cfg: &Config, args: &crate::cli::RestoreArgs, out: &mut dyn Write) -> anyhow::Result<Exit> {
-    if args.from == args.to {
+    let target = cfg.store(&args.to)?;
+    if let Some(run_id) = &args.snapshot {
+        // The snapshot a run recorded of its target before writing: what that target held.
+        let Some(safety) = Safety::open(&cfg.state).await? else {
+            return Err(AppError::Usage("--snapshot needs the snapshot key the run was recorded with ([state] snapshot_key)".into()).into());
+        };
+        let run = safety.db.run(run_id).await?;
+        let (present, _, unreadable) = safety.snapshot_of(&run).await?;
+        for id in &unreadable {
+            writeln!(out, "  not in the snapshot: {id} was unreadable before run {run_id}")?;
+        }
+        let snapshot: DynStore = Arc::new(crate::store::snapshot::SnapshotStore::new(&run.id, &run.target, present));
+        return migrate_from(cfg, SourceOf::Open(snapshot), target, &args.run, out).await;
+    }
+    let from = args.from.as_deref().ok_or_else(|| AppError::Usage("restore needs --from NAME or --snapshot RUN".into()))?;
+    if from == args.to {
         return Err(AppError::Usage("--from and --to name the same store".into()).into());
     }
-    migrate_specs(cfg, cfg.store(&args.from)?, cfg.store(&args.to)?, &args.run, out).await
+    migrate_specs(cfg, cfg.store(from)?, target, &args.run, out).await
+}
+
+/// Where a run reads from: a configured store, or an already-open one (a snapshot).
+enum SourceOf<'a> {
+    Spec(&'a crate::config::StoreSpec),
+    Open(DynStore),
 }
 
 async fn migrate_specs(
     cfg: &Config,
     source: &crate::config::StoreSpec,
+    target: &crate::config::StoreSpec,
+    args: &MigrateArgs,
+    out: &mut dyn Write,
+) -> anyhow::Result<Exit> {
+    migrate_from(cfg, SourceOf::Spec(source), target, args, out).await
+}
+
+async fn migrate_from(
+    cfg: &Config,
+    source: SourceOf<'_>,
     target: &crate::config::StoreSpec,
     args: &MigrateArgs,
     out: &mut dyn Write,
@@ -169,7 +200,10 @@ async fn migrate_specs(
         };
         saved.file = Some(pf);
     }
-    let source = registry::open(source).await.context("opening the source")?;
+    let source = match source {
+        SourceOf::Spec(spec) => registry::open(spec).await.context("opening the source")?,
+        SourceOf::Open(store) => store,
+    };
     let mut target_cfg = registry::parse(target).context("opening the target")?;
     // Adoption is one decision: the flag or [apply] adopt reaches the store's own guard, and a
     // store configured with `adopt = true` lets the plan update what it did not write.

@@ -115,8 +115,11 @@ pub struct MigrateArgs {
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
     /// The store to read from (`source`, `target`, or a `[stores.NAME]` table).
-    #[arg(long, value_name = "NAME")]
-    pub from: String,
+    #[arg(long, value_name = "NAME", required_unless_present = "snapshot", conflicts_with = "snapshot")]
+    pub from: Option<String>,
+    /// Read from the snapshot run RUN recorded of its target before writing (see `runs`).
+    #[arg(long, value_name = "RUN")]
+    pub snapshot: Option<String>,
     /// The store to write to.
     #[arg(long, value_name = "NAME")]
     pub to: String,

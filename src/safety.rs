@@ -127,8 +127,13 @@ impl Safety {
                 )
                 .await?;
         }
-        let journal: Arc<dyn Journal> =
-            Arc::new(RunJournal::new(self.db.clone(), run_id.clone(), indicatif::ProgressBar::hidden()));
+        // A progress bar on a terminal only; logs and pipes stay quiet.
+        let progress = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            indicatif::ProgressBar::new(writes.len() as u64)
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        let journal: Arc<dyn Journal> = Arc::new(RunJournal::new(self.db.clone(), run_id.clone(), progress));
         Ok(ActiveRun { run_id, resumed: previous.is_some(), journal, _lock: lock })
     }
 

@@ -192,3 +192,36 @@ async fn two_applies_never_run_on_one_target_at_once() {
     let o = run(d, &["migrate", "--apply"], &[]);
     assert_eq!(code(&o), 0, "{}", text(&o));
 }
+
+#[tokio::test]
+async fn restore_from_a_snapshot_into_a_fresh_metastore() {
+    let dir = seeded().await;
+    let d = dir.path();
+    assert_eq!(code(&run(d, &["migrate", "--apply"], &[])), 0);
+    let mut vars = variables(d);
+    vars["environment"] = "staging".into();
+    std::fs::write(d.join("variables.json"), serde_json::to_string(&vars).unwrap()).unwrap();
+    let second = run(d, &["migrate", "--apply"], &[]);
+    let run2 = run_id(&second);
+
+    demo::create_empty_metastore(&d.join("fresh.db")).await.unwrap().close().await;
+    let mut cfg = std::fs::read_to_string(d.join("config.toml")).unwrap();
+    cfg.push_str(&format!(
+        "\n[stores.fresh]\nkind = \"metastore\"\nsql_alchemy_conn = {}\nfernet_key = {}\n",
+        toml::Value::String(format!("sqlite:///{}", d.join("fresh.db").display())),
+        toml::Value::String(demo::generate_fernet_key().expose_plaintext().into())
+    ));
+    std::fs::write(d.join("config.toml"), cfg).unwrap();
+
+    let o = run(d, &["restore", "--snapshot", &run2, "--to", "fresh", "--plan"], &[]);
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    assert!(text(&o).contains("environment") && !text(&o).contains("staging"), "{}", text(&o));
+    let o = run(d, &["restore", "--snapshot", &run2, "--to", "fresh", "--apply", "--no-snapshot"], &[]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    // The fresh metastore now holds what the target held before run 2: the hand-edited value.
+    let fresh = run(d, &["restore", "--from", "fresh", "--to", "target", "--plan", "--json", "--only", "variables", "--include", "environment"], &[]);
+    let plan: serde_json::Value = serde_json::from_slice(&fresh.stdout).unwrap_or_else(|_| panic!("{}", text(&fresh)));
+    assert_eq!(plan["summary"]["update"], 1, "target has production, the snapshot had staging: {plan}");
+    let o = run(d, &["restore", "--to", "fresh", "--plan"], &[]);
+    assert_eq!(code(&o), 3, "--from or --snapshot is required: {}", text(&o));
+}
