@@ -290,3 +290,92 @@ async fn testdata_metastores_to_azure_key_vault() {
         assert_restorable(dir.path(), db, target).await;
     }
 }
+
+/// A target that goes away after `limit` successful writes (a lost connection mid-run).
+struct Interrupting {
+    inner: DynStore,
+    left: std::sync::atomic::AtomicUsize,
+}
+
+impl std::fmt::Display for Interrupting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for Interrupting {
+    fn capabilities(&self) -> airflow_secrets_sync::store::Capabilities {
+        self.inner.capabilities()
+    }
+    fn identity(&self) -> String {
+        self.inner.identity()
+    }
+    fn locate(&self, id: &airflow_secrets_sync::model::ItemId) -> airflow_secrets_sync::store::Placement {
+        self.inner.locate(id)
+    }
+    async fn scan(&self, kind: Kind) -> Result<airflow_secrets_sync::model::Inventory, airflow_secrets_sync::store::StoreError> {
+        self.inner.scan(kind).await
+    }
+    async fn write(
+        &self,
+        e: &airflow_secrets_sync::model::Entry,
+        p: &airflow_secrets_sync::store::Precondition,
+    ) -> Result<(), airflow_secrets_sync::store::StoreError> {
+        use std::sync::atomic::Ordering;
+        if self.left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_err() {
+            return Err(airflow_secrets_sync::store::StoreError::Unavailable {
+                store: self.to_string(),
+                op: "write",
+                reason: "connection reset".into(),
+            });
+        }
+        self.inner.write(e, p).await
+    }
+    async fn delete(&self, id: &airflow_secrets_sync::model::ItemId) -> Result<(), airflow_secrets_sync::store::StoreError> {
+        self.inner.delete(id).await
+    }
+}
+
+/// An apply interrupted by a lost connection exits "throttled/unavailable" (resumable) having
+/// written part of the plan; running it again writes exactly the rest.
+async fn interrupted_then_resumed(source: DynStore, target: DynStore) {
+    let policy = Policy::new(Selection::all(), &ApplyConfig::default());
+    let opts = ApplyOptions {
+        max_attempts: 2,
+        base_backoff: std::time::Duration::from_millis(1),
+        max_backoff: std::time::Duration::from_millis(5),
+        concurrency: Some(1),
+        ..ApplyOptions::default()
+    };
+    let flaky: DynStore = Arc::new(Interrupting { inner: target.clone(), left: 10.into() });
+    let mut out = Vec::new();
+    let err = app::migrate_between(source.clone(), flaky, &policy, &opts, &migrate_args(), &mut out).await.unwrap_err();
+    assert_eq!(airflow_secrets_sync::error::classify(&err), Exit::Throttled, "{err:#}");
+    let after_crash = scan_all(target.as_ref(), &Kind::ALL).await.unwrap().len();
+    assert_eq!(after_crash, 10, "exactly the writes before the interruption landed");
+    library_round(source, target).await;
+}
+
+#[tokio::test]
+async fn interrupted_runs_resume_on_gcp_and_azure() {
+    use airflow_secrets_sync::store::azure_key_vault::{AzureKeyVaultConfig, AzureKeyVaultStore};
+    use airflow_secrets_sync::store::gcp_secret_manager::{GcpSecretManagerConfig, GcpSecretManagerStore};
+    use azure_core::http::{ClientOptions, RetryOptions};
+    use azure_security_keyvault_secrets::SecretClientOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let fake = fake_gcp::FakeGcp::start().await;
+    let cfg = GcpSecretManagerConfig { project_id: Some("e2e".into()), endpoint: Some(fake.endpoint.clone()), ..Default::default() };
+    let creds = google_cloud_auth::credentials::anonymous::Builder::new().build();
+    let gcp: DynStore = Arc::new(GcpSecretManagerStore::connect_with_credentials(cfg, creds).await.unwrap());
+    interrupted_then_resumed(open_source(dir.path(), DBS[0]).await, gcp).await;
+
+    let fake = fake_azure::FakeAzure::new();
+    let options = SecretClientOptions {
+        client_options: ClientOptions { transport: Some(fake.transport()), retry: RetryOptions::none(), ..Default::default() },
+        ..Default::default()
+    };
+    let cfg = AzureKeyVaultConfig { vault_url: "https://fakevault.vault.azure.net/".into(), ..Default::default() };
+    let azure: DynStore = Arc::new(AzureKeyVaultStore::with_credential(cfg, Arc::new(fake_azure::FakeCredential), options).unwrap());
+    interrupted_then_resumed(open_source(dir.path(), DBS[1]).await, azure).await;
+}

@@ -2,6 +2,8 @@
 //! and creations, resume after a crash (fault injection aborts the process mid-apply), the
 //! snapshot key requirement, and no plaintext anywhere in the state database.
 
+mod support;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -224,4 +226,28 @@ async fn restore_from_a_snapshot_into_a_fresh_metastore() {
     assert_eq!(plan["summary"]["update"], 1, "target has production, the snapshot had staging: {plan}");
     let o = run(d, &["restore", "--to", "fresh", "--plan"], &[]);
     assert_eq!(code(&o), 3, "--from or --snapshot is required: {}", text(&o));
+}
+
+/// The state database on PostgreSQL (a daemon with replicas): the same apply, lock and rollback.
+#[tokio::test]
+async fn the_state_database_can_be_postgresql() {
+    let pg = support::fresh_postgres().await;
+    let dir = seeded().await;
+    let d = dir.path();
+    let cfg = std::fs::read_to_string(d.join("config.toml")).unwrap();
+    let cfg = cfg.replace(
+        &format!("path = {}", toml::Value::String(d.join("state.db").display().to_string())),
+        &format!("url = {}", toml::Value::String(pg.url.clone())),
+    );
+    assert!(cfg.contains("url = "), "{cfg}");
+    std::fs::write(d.join("config.toml"), cfg).unwrap();
+    let first = run(d, &["migrate", "--apply"], &[]);
+    assert_eq!(code(&first), 0, "{}", text(&first));
+    let r = run_id(&first);
+    assert!(!d.join("state.db").exists(), "the SQLite state file must not be used");
+    let runs = run(d, &["runs"], &[]);
+    assert!(text(&runs).contains(&r), "{}", text(&runs));
+    let undo = run(d, &["rollback", &r, "--apply"], &[]);
+    assert_eq!(code(&undo), 0, "{}", text(&undo));
+    assert_eq!(variables(d).as_object().map_or(0, |m| m.len()), 0);
 }
