@@ -26,5 +26,6 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod insight;
 pub mod plan;
 pub mod render;
