@@ -238,13 +238,14 @@ pub fn compare(target: &dyn Store, reads: &[(Reader, Inventory)], source: Option
             continue;
         }
         // Per-reader errors (an unknown JSON key, a non-object extra under the 3.x ORM, ...).
-        let mut by_error: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
+        // Grouped by error kind: the readers' texts differ only in naming the reader.
+        let mut by_error: BTreeMap<ItemErrorKind, (String, Vec<&'static str>)> = BTreeMap::new();
         for (r, inv) in reads {
             if let Some(e) = inv.error(id) {
-                by_error.entry(error_detail(e.kind, &e.detail)).or_default().push(reader_name(*r));
+                by_error.entry(e.kind).or_insert_with(|| (error_detail(e.kind, &e.detail), vec![])).1.push(reader_name(*r));
             }
         }
-        for (detail, readers) in by_error {
+        for (_, (detail, readers)) in by_error {
             push(id, FindingKind::Unreadable, Severity::Problem, readers, vec![], detail);
         }
         let readings: Vec<(Reader, &Entry)> = reads.iter().filter_map(|(r, inv)| inv.get(id).map(|e| (*r, e))).collect();
