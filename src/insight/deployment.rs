@@ -114,8 +114,8 @@ pub fn run_command(command: &str) -> Result<String, String> {
     String::from_utf8(out.stdout).map_err(|_| "its output is not UTF-8".to_string())
 }
 
-/// A secrets backend as the deployment names it.
-#[derive(Clone, Debug, PartialEq)]
+/// A secrets backend as the deployment names it. `Debug` masks the kwargs' credentials.
+#[derive(Clone, PartialEq)]
 pub struct Backend {
     /// The class path, as written.
     pub class: String,
@@ -124,6 +124,18 @@ pub struct Backend {
     /// `backend_kwargs` after the per-kwarg overrides. Holds credentials: never print unmasked.
     pub kwargs: Map<String, Json>,
     pub origin: Origin,
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let masked = super::mask::mask_table(&self.spec().0);
+        f.debug_struct("Backend")
+            .field("class", &self.class)
+            .field("kind", &self.kind)
+            .field("backend_kwargs", &masked.get("backend_kwargs").and_then(|v| v.as_str()).unwrap_or("{}"))
+            .field("origin", &self.origin)
+            .finish()
+    }
 }
 
 impl Backend {
@@ -447,6 +459,10 @@ mod tests {
             ("AIRFLOW__SECRETS__BACKEND_KWARG__CONNECTIONS_PREFIX", "over/c"),
             ("AIRFLOW__SECRETS__BACKEND_KWARG__REGION_NAME", "eu-west-1"),
             ("AIRFLOW__WORKERS__SECRETS_BACKEND_KWARG__IGNORED", "x"),
+            ("AIRFLOW__SECRETS__BACKEND_KWARG__AWS_SECRET_ACCESS_KEY", "canary-dbg-17"),
+            ("AIRFLOW__SECRETS__BACKEND_KWARG__AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "postgresql://u:canary-dbg-18@h/db"),
+            ("AIRFLOW__CORE__FERNET_KEY", "canary-dbg-19"),
         ]);
         let cfg = "[secrets]\nbackend = airflow.secrets.local_filesystem.LocalFilesystemBackend\n";
         let d = Deployment::from_parts(&e, Some(cfg), &no_run).unwrap();
@@ -458,6 +474,10 @@ mod tests {
         assert!(!b.kwargs.contains_key("ignored"));
         assert!(d.workers_backend.is_none());
         assert_eq!(d.effective_workers_backend(), Some(b));
+        let shown = format!("{d:?}");
+        assert!(shown.contains("over/c") && shown.contains("***"), "{shown}");
+        assert!(!shown.contains("canary"), "{shown}");
+        assert!(!d.to_masked_toml().contains("canary"));
         // The target parses through the registry, null prefix intact.
         let cfg = crate::store::registry::parse(&d.target_spec().unwrap());
         assert!(cfg.is_ok(), "{cfg:?}");
