@@ -123,6 +123,10 @@ pub struct VerifyArgs {
     /// Do not read the source: check only how Airflow reads the target.
     #[arg(long)]
     pub no_source: bool,
+    /// With --from-airflow-env: check the 3.x workers' backend (`[workers] secrets_backend`, else
+    /// `[secrets] backend`) with the task-sdk reader, instead of [target].
+    #[arg(long)]
+    pub workers: bool,
 }
 
 #[derive(Debug, Args)]

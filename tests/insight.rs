@@ -126,6 +126,15 @@ fn config_print_from_airflow_env_masks_credentials_and_honours_precedence() {
     assert!(t.contains("http://vault:8200"), "{t}");
     assert_no_canary(&t, &["canary-env-fernet-75", "canary-cfg-fernet-64", "canary-cfg-pw"]);
 
+    // --airflow-cfg names the file; a `_cmd` option is run (no shell) and its output masked.
+    let other = dir.path().join("other.cfg");
+    std::fs::write(&other, "[database]\nsql_alchemy_conn_cmd = echo postgresql://u:canary-cmd-pw-97@cmd-host/db\n").unwrap();
+    let out = bin(dir.path()).args(["--from-airflow-env", "--airflow-cfg", other.to_str().unwrap(), "config", "print"]).output().unwrap();
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("postgresql://u:***@cmd-host/db") && t.contains("sql_alchemy_conn_cmd"), "{t}");
+    assert_no_canary(&t, &["canary-cmd-pw-97"]);
+
     // Without the env, the file is used (found through $AIRFLOW_HOME).
     let out = bin(dir.path()).args(["--from-airflow-env", "config", "print"]).output().unwrap();
     let t = text(&out);
@@ -197,6 +206,15 @@ async fn verify_after_the_demo_migration_is_clean_and_from_airflow_env_too() {
     let report: Json = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["compared"], 9, "{t}");
     assert_no_canary(&t, &[&key]);
+
+    // The workers' view: no [workers] backend, so [secrets] backend, read by the task-sdk.
+    let mut c = bin(dir.path());
+    deploy(&mut c);
+    let out = c.args(["--from-airflow-env", "verify", "--workers", "--json"]).output().unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    let report: Json = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["readers"], json!(["task-sdk"]), "{t}");
 
     // resolve through the binary: an empty AIRFLOW_VAR_ is a hit that shadows both copies;
     // an empty AIRFLOW_CONN_ is a miss.

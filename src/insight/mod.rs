@@ -86,8 +86,18 @@ pub async fn run_verify(cli: &Cli, args: &VerifyArgs, out: &mut dyn Write) -> an
         select.only = args.only;
     }
     let selection = Selection::from_config(&select)?;
-    let readers = readers_for(args.airflow_version)?;
-    let targets = open_per_reader(&cfg.target, &readers).await?;
+    let mut readers = readers_for(args.airflow_version)?;
+    let mut target = cfg.target.clone();
+    if args.workers {
+        // Workers read their backend with the task-sdk (spec §3.2).
+        let d = deployment(cli)?.ok_or_else(|| AppError::Usage("--workers needs --from-airflow-env".into()))?;
+        let w = d.effective_workers_backend().ok_or_else(|| AppError::Config("the deployment sets no secrets backend".into()))?;
+        target = w.spec();
+        if args.airflow_version.is_none() {
+            readers = vec![Reader::Sdk];
+        }
+    }
+    let targets = open_per_reader(&target, &readers).await?;
     let source_inv = if args.no_source {
         None
     } else {
