@@ -36,10 +36,10 @@ pub fn init_tracing(verbose: u8, json: bool) {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
-    match cli.command {
+    match &cli.command {
         Command::Migrate(args) => {
-            let cfg = Config::load(&cli.config)?;
-            migrate(&cfg, &args, &mut std::io::stdout()).await
+            let cfg = crate::insight::load_config(&cli)?;
+            migrate(&cfg, args, &mut std::io::stdout()).await
         }
         Command::Rollback(args) => {
             let cfg = Config::load(&cli.config)?;
@@ -81,12 +81,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         }
         Command::Config(c) => match c.action {
             ConfigAction::Check => {
-                let cfg = Config::load(&cli.config)?;
+                let cfg = crate::insight::load_config(&cli)?;
                 let (source, target) = open_both(&cfg).await?;
                 println!("source: {source}\ntarget: {target}\nconfiguration OK");
                 Ok(Exit::Ok)
             }
+            ConfigAction::Print => crate::insight::run_config_print(&cli, &mut std::io::stdout()),
         },
+        Command::Verify(args) => crate::insight::run_verify(&cli, args, &mut std::io::stdout()).await,
+        Command::Resolve(args) => crate::insight::run_resolve(&cli, args, &mut std::io::stdout()).await,
     }
 }
 

@@ -18,6 +18,14 @@ pub struct Cli {
     /// Log as JSON lines on stderr.
     #[arg(long, global = true)]
     pub log_json: bool,
+    /// Build [source] and [target] from the Airflow deployment's settings (AIRFLOW__… env vars and
+    /// airflow.cfg) instead of the config file. See docs/insight.md.
+    #[arg(long, global = true)]
+    pub from_airflow_env: bool,
+    /// The airflow.cfg to read with --from-airflow-env (default: $AIRFLOW_CONFIG, else
+    /// $AIRFLOW_HOME/airflow.cfg, else ~/airflow/airflow.cfg, when it exists).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub airflow_cfg: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -43,6 +51,11 @@ pub enum Command {
     /// re-encrypt every encrypted field with NEW (timestamps kept, plaintext rows untouched),
     /// in one transaction.
     RotateFernetKey(RotateArgs),
+    /// Read every target item back with each Airflow reader (2.x ORM, 3.x ORM, task-sdk) and report
+    /// what Airflow would read differently or never find. Exit 0: all well; 14: problems found.
+    Verify(VerifyArgs),
+    /// Which copy of each item Airflow serves (backend, env var, metastore) and which it shadows.
+    Resolve(ResolveArgs),
 }
 
 #[derive(Debug, Args)]
@@ -157,4 +170,49 @@ pub struct ConfigArgs {
 pub enum ConfigAction {
     /// Parse the config file and open both stores; print what they are.
     Check,
+    /// Print the effective configuration as TOML, credentials masked.
+    Print,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Print the report as JSON (no values) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Only variables or only connections (overrides [select] only).
+    #[arg(long, value_enum)]
+    pub only: Option<OnlyKind>,
+    /// Check only the readers of this Airflow major version (2: 2.x ORM; 3: 3.x ORM and task-sdk).
+    /// Default: all three.
+    #[arg(long, value_name = "2|3")]
+    pub airflow_version: Option<u8>,
+    /// Do not read the source: check only how Airflow reads the target.
+    #[arg(long)]
+    pub no_source: bool,
+    /// With --from-airflow-env: check the 3.x workers' backend (`[workers] secrets_backend`, else
+    /// `[secrets] backend`) with the task-sdk reader, instead of [target].
+    #[arg(long)]
+    pub workers: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ResolveArgs {
+    /// Ids to resolve, tried as both a variable key and a conn_id.
+    #[arg(value_name = "ID")]
+    pub ids: Vec<String>,
+    /// A variable key (repeatable).
+    #[arg(long = "variable", value_name = "KEY")]
+    pub variable: Vec<String>,
+    /// A conn_id (repeatable).
+    #[arg(long = "connection", value_name = "ID")]
+    pub connection: Vec<String>,
+    /// List every item that is shadowed, or served differently to workers and the scheduler.
+    #[arg(long)]
+    pub all: bool,
+    /// With --all: only variables or only connections.
+    #[arg(long, value_enum)]
+    pub only: Option<OnlyKind>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -16,7 +16,7 @@
 //! | 11 | throttled or unavailable mid-run: safe to re-run (resumable) |
 //! | 12 | drift: a saved plan no longer matches the stores |
 //! | 13 | partial apply: some items were written, others failed |
-//! | 14 | read-back verification failed after apply |
+//! | 14 | read-back verification failed after apply, or `verify` found items Airflow would read differently |
 //! | 15 | an existing item is not owned by this tool (pass `--adopt` to take it over) |
 //! | 16 | the target is locked by another apply (nothing was written; retry when it finishes) |
 

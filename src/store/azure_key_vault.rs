@@ -329,6 +329,8 @@ pub struct AzureKeyVaultStore {
     cfg: AzureKeyVaultConfig,
     client: SecretClient,
     label: String,
+    /// Which Airflow reader parses connections (default: Airflow 3 ORM); `verify` reads with each.
+    reader: Reader,
 }
 
 impl fmt::Display for AzureKeyVaultStore {
@@ -338,6 +340,13 @@ impl fmt::Display for AzureKeyVaultStore {
 }
 
 impl AzureKeyVaultStore {
+    /// Which Airflow reader's connection semantics to reproduce (default: Airflow 3 ORM); `verify`
+    /// reads with each.
+    pub fn with_reader(mut self, reader: Reader) -> Self {
+        self.reader = reader;
+        self
+    }
+
     /// Open the vault with the credential the config names. No I/O until the first call.
     pub fn connect(cfg: AzureKeyVaultConfig) -> Result<Self, StoreError> {
         cfg.validate().map_err(config_err)?;
@@ -356,7 +365,7 @@ impl AzureKeyVaultStore {
         let client = SecretClient::new(&cfg.vault_url, credential, Some(options))
             .map_err(|e| config_err(format!("cannot build the Key Vault client: {e}")))?;
         let label = format!("azure-key-vault:{}", cfg.vault_url.trim_end_matches('/'));
-        Ok(Self { cfg, client, label })
+        Ok(Self { cfg, client, label, reader: Reader::Orm3 })
     }
 
     pub fn config(&self) -> &AzureKeyVaultConfig {
@@ -432,7 +441,7 @@ impl AzureKeyVaultStore {
         let text = SecretValue::new(secret.value.unwrap_or_default());
         let value = match id.kind {
             Kind::Variable => Value::Variable(Variable::new(text)),
-            Kind::Connection => match connection::deserialize(text.expose_plaintext(), Reader::Orm3) {
+            Kind::Connection => match connection::deserialize(text.expose_plaintext(), self.reader) {
                 Ok(c) => Value::Connection(c),
                 Err(e) => {
                     inv.insert_error(id.clone(), ItemError::new(ItemErrorKind::Unparseable, e.to_string()));

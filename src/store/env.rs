@@ -246,6 +246,13 @@ impl EnvStore {
         Self::build(Source::File(path.into()), format, false)
     }
 
+    /// Which Airflow reader's connection semantics to reproduce (default: Airflow 3 ORM); `verify`
+    /// reads with each.
+    pub fn with_reader(mut self, reader: Reader) -> Self {
+        self.reader = reader;
+        self
+    }
+
     fn build(source: Source, format: EnvConnectionFormat, compose_safe: bool) -> Self {
         Self { source, format, compose_safe, reader: Reader::default(), pending: Mutex::new(BTreeMap::new()) }
     }

@@ -305,6 +305,8 @@ pub struct GcpSecretManagerStore {
     client: SecretManagerService,
     /// Attempts for a throttled or unavailable *read* (writes are retried by `apply`).
     read_attempts: u32,
+    /// Which Airflow reader parses connections (default: Airflow 3 ORM); `verify` reads with each.
+    reader: Reader,
 }
 
 impl fmt::Debug for GcpSecretManagerStore {
@@ -402,10 +404,16 @@ impl GcpSecretManagerStore {
             builder = builder.with_endpoint(ep.clone());
         }
         let client = builder.build().await.map_err(|e| config_err(format!("cannot build the client: {e}")))?;
-        Ok(Self { cfg, project, client, read_attempts: 5 })
+        Ok(Self { cfg, project, client, read_attempts: 5, reader: Reader::Orm3 })
     }
 
     /// How many times a throttled or unavailable read is tried before the error propagates.
+    /// Which Airflow reader's connection semantics to reproduce (default: Airflow 3 ORM).
+    pub fn with_reader(mut self, reader: Reader) -> Self {
+        self.reader = reader;
+        self
+    }
+
     pub fn with_read_attempts(mut self, attempts: u32) -> Self {
         self.read_attempts = attempts.max(1);
         self
@@ -555,7 +563,7 @@ impl GcpSecretManagerStore {
         };
         let value = match id.kind {
             Kind::Variable => Value::Variable(Variable::new(text)),
-            Kind::Connection => match connection::deserialize(text.expose_plaintext(), Reader::Orm3) {
+            Kind::Connection => match connection::deserialize(text.expose_plaintext(), self.reader) {
                 Ok(c) => Value::Connection(c),
                 Err(e) => {
                     inv.insert_error(id.clone(), ItemError::new(ItemErrorKind::Unparseable, e.to_string()));

@@ -113,6 +113,13 @@ impl LocalFilesStore {
         Ok(Self { variables, connections, reader: Reader::default(), pending: Mutex::new(BTreeMap::new()) })
     }
 
+    /// Which Airflow reader's connection semantics to reproduce (default: Airflow 3 ORM); `verify`
+    /// reads with each.
+    pub fn with_reader(mut self, reader: Reader) -> Self {
+        self.reader = reader;
+        self
+    }
+
     fn side(&self, kind: Kind) -> Option<&FileSide> {
         match kind {
             Kind::Variable => self.variables.as_ref(),

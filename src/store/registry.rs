@@ -233,3 +233,29 @@ pub async fn open_config(cfg: StoreConfig) -> Result<DynStore, StoreError> {
         StoreConfig::AzureKeyVault(c) => Arc::new(super::azure_key_vault::AzureKeyVaultStore::connect(c)?),
     })
 }
+
+/// [`open_config`], with connections parsed the way `reader` (Airflow 2 ORM, 3 ORM, task-sdk)
+/// parses them: `verify` reads a target once per reader (spec §4.4). Stores that keep native
+/// fields (the metastore, memory) read the same under every reader.
+pub async fn open_config_with_reader(
+    cfg: StoreConfig,
+    reader: crate::airflow::connection::Reader,
+) -> Result<DynStore, StoreError> {
+    Ok(match cfg {
+        StoreConfig::Env(c) => Arc::new(super::env::EnvStore::new(&c)?.with_reader(reader)),
+        StoreConfig::LocalFiles(c) => Arc::new(super::local_files::LocalFilesStore::new(&c)?.with_reader(reader)),
+        #[cfg(feature = "aws-sm")]
+        StoreConfig::AwsSecretsManager(c) => {
+            Arc::new(super::aws_secrets_manager::AwsSecretsManagerStore::new(c).await?.with_reader(reader))
+        }
+        #[cfg(feature = "aws-ssm")]
+        StoreConfig::AwsSsm(c) => Arc::new(super::aws_ssm::AwsSsmStore::new(c).await?.with_reader(reader)),
+        #[cfg(feature = "gcp")]
+        StoreConfig::GcpSecretManager(c) => {
+            Arc::new(super::gcp_secret_manager::GcpSecretManagerStore::connect(c).await?.with_reader(reader))
+        }
+        #[cfg(feature = "azure")]
+        StoreConfig::AzureKeyVault(c) => Arc::new(super::azure_key_vault::AzureKeyVaultStore::connect(c)?.with_reader(reader)),
+        other => open_config(other).await?,
+    })
+}
