@@ -323,7 +323,7 @@ fn refusal(caps: &Capabilities, entry: &Entry) -> Option<ItemError> {
     }
     if let Value::Variable(v) = &entry.value
         && !caps.variable_line_breaks
-        && v.value.expose_plaintext().chars().any(crate::store::local_files::is_py_line_break)
+        && v.value.expose_plaintext().chars().any(crate::airflow::is_py_line_break)
     {
         return Some(ItemError::new(ItemErrorKind::NotRepresentable, "a value with a line break cannot be stored in the target"));
     }

@@ -5,3 +5,8 @@
 pub mod connection;
 pub mod fernet;
 pub mod metastore;
+
+/// The characters Python's `str.splitlines()` breaks on (Airflow's `.env` parser splits on them).
+pub fn is_py_line_break(c: char) -> bool {
+    matches!(c, '\n' | '\r' | '\x0b' | '\x0c' | '\x1c' | '\x1d' | '\x1e' | '\u{85}' | '\u{2028}' | '\u{2029}')
+}

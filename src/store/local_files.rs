@@ -480,10 +480,7 @@ fn connection_from_dict(key: &str, mut m: Map<String, Json>, reader: Reader) -> 
 
 // ---- .env: Airflow's own format ---------------------------------------------------------------
 
-/// The characters Python's `str.splitlines()` breaks on.
-pub fn is_py_line_break(c: char) -> bool {
-    matches!(c, '\n' | '\r' | '\x0b' | '\x0c' | '\x1c' | '\x1d' | '\x1e' | '\u{85}' | '\u{2028}' | '\u{2029}')
-}
+pub use crate::airflow::is_py_line_break;
 
 /// Python's `str.isspace()` (what `\s` matches in a `str` regex).
 fn py_isspace(c: char) -> bool {
