@@ -616,10 +616,11 @@ impl VaultStore {
         // The data write failed: a secret that was someone else's must not keep our mark (it
         // would then read as ours, and be overwritten or pruned later). Best effort: the
         // original failure is what the caller needs to see.
-        if tagged && foreign {
-            if let Err(e) = self.set_custom_metadata(sp, previous).await {
-                tracing::warn!(store = %self, id = %id, error = %e, "could not restore custom_metadata after a failed write");
-            }
+        if tagged
+            && foreign
+            && let Err(e) = self.set_custom_metadata(sp, previous).await
+        {
+            tracing::warn!(store = %self, id = %id, error = %e, "could not restore custom_metadata after a failed write");
         }
         Err(failure)
     }
