@@ -373,10 +373,21 @@ async fn foreign_secrets_are_marked_and_never_blindly_replaced() {
     assert_eq!(e.meta.name.as_deref(), Some("secret/data/variables/foreign_var"));
 
     let err = store.write(&Entry::variable("foreign_var", "ours"), &Precondition::Any).await.unwrap_err();
+    assert!(matches!(&err, StoreError::Item { error, .. } if error.kind == ItemErrorKind::NotOwned), "{err}");
     assert!(err.to_string().contains("secret/data/variables/foreign_var") && err.to_string().contains("adopt"), "{err}");
     let err = store.delete(&id).await.unwrap_err();
     assert!(err.to_string().contains("adopt"), "{err}");
     assert_eq!(variable_value(&store.read(std::slice::from_ref(&id)).await.unwrap(), &id).as_deref(), Some("theirs"));
+
+    // A failed conditional write leaves a foreign secret foreign (our mark is never left behind)
+    // and its value untouched.
+    let err = store.write(&Entry::variable("foreign_var", "ours"), &Precondition::Absent).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
+    let err = store.write(&Entry::variable("foreign_var", "ours"), &Precondition::Version("7".into())).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
+    let still = store.read(std::slice::from_ref(&id)).await.unwrap();
+    assert_eq!(still.get(&id).unwrap().meta.ownership, Ownership::Foreign);
+    assert_eq!(variable_value(&still, &id).as_deref(), Some("theirs"));
 
     // The planner adopts explicitly, with the version it saw.
     let v = e.meta.version.clone().unwrap();
@@ -738,4 +749,34 @@ async fn retries_are_bounded() {
     let shown = format!("{err} {err:?}");
     assert!(shown.contains("HTTP 502") && !shown.contains("canary-body"), "the body leaked: {shown}");
     assert_eq!(log.lock().unwrap().iter().filter(|l| l.contains(path)).count(), 5);
+}
+
+/// Our mark goes on before the data (crash safety); if the data write then fails, a secret that
+/// was someone else's gets its own custom_metadata back instead of keeping ours.
+#[tokio::test]
+async fn a_failed_adoption_leaves_no_mark_behind() {
+    let server = VaultServer::start();
+    put_foreign(&server, "secret/data/variables/theirs", json!({ "value": "theirs" }));
+    server.root_ok(
+        "POST",
+        "/v1/secret/metadata/variables/theirs",
+        Some(json!({ "custom_metadata": { "owner": "team-a" } })),
+    );
+    // May mark, may not write data.
+    set_policy(
+        &server,
+        "mark-only",
+        r#"
+        path "secret/metadata/variables/*" { capabilities = ["create", "read", "update", "list"] }
+        path "secret/data/variables/*" { capabilities = ["read"] }
+        "#,
+    );
+    let token = token_with_policies(&server, &["mark-only"]);
+    let store = open(&VaultConfig { adopt: true, ..token_config(&server, &token) }).await;
+    let err = store.write(&Entry::variable("theirs", "ours"), &Precondition::Any).await.unwrap_err();
+    assert!(matches!(&err, StoreError::PermissionDenied { what, .. } if what.contains("secret/data/variables/theirs")), "{err}");
+    let custom = server.root_ok("GET", "/v1/secret/metadata/variables/theirs", None)["data"]["custom_metadata"].clone();
+    assert_eq!(custom, json!({ "owner": "team-a" }), "the failed write left our mark");
+    let inv = store.read(&[ItemId::variable("theirs")]).await.unwrap();
+    assert_eq!(inv.get(&ItemId::variable("theirs")).unwrap().meta.ownership, Ownership::Foreign);
 }

@@ -361,14 +361,20 @@ impl VaultStore {
         }
     }
 
+    /// The refusal to replace or delete a secret this tool did not write (the same item error
+    /// the planner and the other stores use).
     fn not_owned(&self, id: &ItemId, sp: &SecretPath) -> StoreError {
-        StoreError::PermissionDenied {
-            store: self.to_string(),
-            what: format!(
-                "{id} at {} was not written by {MANAGED_BY} (no managed-by custom_metadata); set adopt = true to replace or delete it",
-                sp.api_path(self.kv())
+        StoreError::item(
+            self,
+            id,
+            ItemError::new(
+                ItemErrorKind::NotOwned,
+                format!(
+                    "{} was not written by {MANAGED_BY} (no managed-by custom_metadata); set adopt = true to replace or delete it",
+                    sp.api_path(self.kv())
+                ),
             ),
-        }
+        )
     }
 
     fn is_ours(custom: &Option<HashMap<String, String>>) -> bool {
@@ -552,70 +558,84 @@ impl VaultStore {
     async fn write_v2(&self, entry: &Entry, sp: &SecretPath, data: &Json, pre: &Precondition) -> Result<(), StoreError> {
         let id = &entry.id;
         let shown = sp.api_path(KvVersion::V2);
-        let mut already_tagged = false;
-        let mut cas: u64 = match pre {
-            Precondition::Absent => 0,
-            Precondition::Version(v) => v.parse().map_err(|_| StoreError::Conflict { store: self.to_string(), id: id.clone() })?,
+        let conflict = || StoreError::Conflict { store: self.to_string(), id: id.clone() };
+        // One metadata read decides everything before any change: the precondition, ownership,
+        // and whether our mark is already there. CAS on the data write still catches a writer
+        // that races us after this read.
+        let meta = self.read_metadata(sp).await?;
+        let current = meta.as_ref().map_or(0, |m| m.current_version);
+        let ours = meta.as_ref().is_some_and(|m| Self::is_ours(&m.custom_metadata));
+        let foreign = current > 0 && !ours;
+        let cas: u64 = match pre {
+            // `Absent` means "Airflow reads nothing": no version, or a latest version that is
+            // soft-deleted or destroyed, if it is ours to replace.
+            Precondition::Absent => match &meta {
+                Some(m) if current > 0 && !(latest_is_deleted(m) && (ours || self.config.adopt)) => {
+                    return Err(conflict());
+                }
+                _ => current,
+            },
+            // The planner saw this version (and its ownership): an explicit adoption is allowed.
+            Precondition::Version(v) => match v.parse::<u64>() {
+                Ok(v) if v == current => v,
+                _ => return Err(conflict()),
+            },
             // No precondition: refuse foreign secrets unless adopting, and still write with CAS
             // at the version just seen, so a racing writer is not overwritten.
-            Precondition::Any => match self.read_metadata(sp).await? {
-                None => 0,
-                Some(m) => {
-                    if !Self::is_ours(&m.custom_metadata) && !self.config.adopt && m.current_version > 0 {
-                        return Err(self.not_owned(id, sp));
-                    }
-                    already_tagged = tagged_as(&m.custom_metadata, &id.id);
-                    m.current_version
+            Precondition::Any => {
+                if foreign && !self.config.adopt {
+                    return Err(self.not_owned(id, sp));
                 }
-            },
+                current
+            }
         };
+        let cas = u32::try_from(cas).map_err(|_| conflict())?;
         let (mount, path) = (sp.mount.as_str(), sp.path.as_str());
+        let previous = meta.as_ref().and_then(|m| m.custom_metadata.clone()).unwrap_or_default();
+        let tagged = !meta.as_ref().is_some_and(|m| tagged_as(&m.custom_metadata, &id.id));
         // Mark ownership BEFORE the data: a process killed between the two calls then leaves
         // our mark on an item with no new value (which the next run simply writes), never a value
         // without our mark (which would read as someone else's and block rollback).
-        if !already_tagged {
+        if tagged {
             let mut custom = HashMap::from([("managed-by".to_string(), MANAGED_BY.to_string())]);
             if id.id.len() <= CUSTOM_METADATA_VALUE_LIMIT {
                 custom.insert("airflow-id".to_string(), id.id.clone());
             }
-            let custom = &custom;
-            self.call(|c| async move {
-                let mut opts = SetSecretMetadataRequest::builder();
-                opts.custom_metadata(custom.clone());
-                vaultrs::kv2::set_metadata(&*c, mount, path, Some(&mut opts)).await
+            self.set_custom_metadata(sp, custom).await?;
+        }
+        let result = self
+            .call(|c| async move {
+                vaultrs::kv2::set_with_options(&*c, mount, path, data, SetSecretRequestOptions { cas }).await
             })
-            .await
-            .map_err(|f| self.error("write metadata", &sp.metadata_path(), f))?;
+            .await;
+        let failure = match result {
+            Ok(_) => return Ok(()),
+            Err(Failure::CasMismatch) => conflict(),
+            Err(f) => self.error("write", &shown, f),
+        };
+        // The data write failed: a secret that was someone else's must not keep our mark (it
+        // would then read as ours, and be overwritten or pruned later). Best effort: the
+        // original failure is what the caller needs to see.
+        if tagged
+            && foreign
+            && let Err(e) = self.set_custom_metadata(sp, previous).await
+        {
+            tracing::warn!(store = %self, id = %id, error = %e, "could not restore custom_metadata after a failed write");
         }
-        let mut retried_absent = false;
-        loop {
-            let cas32 = u32::try_from(cas).map_err(|_| StoreError::Conflict { store: self.to_string(), id: id.clone() })?;
-            let result = self
-                .call(|c| async move {
-                    vaultrs::kv2::set_with_options(&*c, mount, path, data, SetSecretRequestOptions { cas: cas32 }).await
-                })
-                .await;
-            match result {
-                Ok(_) => break,
-                Err(Failure::CasMismatch) => {
-                    // `Absent` means "Airflow reads nothing": a secret whose latest version is
-                    // soft-deleted or destroyed qualifies, if it is ours to replace.
-                    if *pre == Precondition::Absent
-                        && !retried_absent
-                        && let Some(m) = self.read_metadata(sp).await?
-                        && latest_is_deleted(&m)
-                        && (Self::is_ours(&m.custom_metadata) || self.config.adopt)
-                    {
-                        retried_absent = true;
-                        cas = m.current_version;
-                        continue;
-                    }
-                    return Err(StoreError::Conflict { store: self.to_string(), id: id.clone() });
-                }
-                Err(f) => return Err(self.error("write", &shown, f)),
-            }
-        }
-        Ok(())
+        Err(failure)
+    }
+
+    /// Replace a KV v2 secret's `custom_metadata` (creating its metadata if needed).
+    async fn set_custom_metadata(&self, sp: &SecretPath, custom: HashMap<String, String>) -> Result<(), StoreError> {
+        let (mount, path) = (sp.mount.as_str(), sp.path.as_str());
+        let custom = &custom;
+        self.call(|c| async move {
+            let mut opts = SetSecretMetadataRequest::builder();
+            opts.custom_metadata(custom.clone());
+            vaultrs::kv2::set_metadata(&*c, mount, path, Some(&mut opts)).await
+        })
+        .await
+        .map_err(|f| self.error("write metadata", &sp.metadata_path(), f))
     }
 }
 
