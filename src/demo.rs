@@ -133,7 +133,7 @@ pub fn demo_config(dir: &Path, key: &SecretValue) -> String {
     )
 }
 
-pub async fn run(dir: Option<&Path>, out: &mut dyn Write) -> anyhow::Result<Exit> {
+pub async fn run(dir: Option<&Path>, out: &mut (dyn Write + Send)) -> anyhow::Result<Exit> {
     let dir: PathBuf = match dir {
         Some(d) => {
             std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;

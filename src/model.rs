@@ -240,9 +240,12 @@ impl ItemError {
 /// Everything read from one store: entries, plus the items that could not be read.
 ///
 /// A row that fails to decrypt is an error entry here: never a crash, never silently skipped.
+///
+/// Entries are shared (`Arc`): a plan refers to the source's entries instead of copying every
+/// value it will write.
 #[derive(Clone, Debug, Default)]
 pub struct Inventory {
-    entries: BTreeMap<ItemId, Entry>,
+    entries: BTreeMap<ItemId, std::sync::Arc<Entry>>,
     errors: BTreeMap<ItemId, ItemError>,
 }
 
@@ -252,6 +255,10 @@ impl Inventory {
     }
 
     pub fn insert(&mut self, entry: Entry) {
+        self.insert_shared(std::sync::Arc::new(entry));
+    }
+
+    fn insert_shared(&mut self, entry: std::sync::Arc<Entry>) {
         self.errors.remove(&entry.id);
         self.entries.insert(entry.id.clone(), entry);
     }
@@ -262,7 +269,12 @@ impl Inventory {
     }
 
     pub fn get(&self, id: &ItemId) -> Option<&Entry> {
-        self.entries.get(id)
+        self.entries.get(id).map(|e| &**e)
+    }
+
+    /// The entry for `id`, shared rather than copied.
+    pub fn get_shared(&self, id: &ItemId) -> Option<std::sync::Arc<Entry>> {
+        self.entries.get(id).cloned()
     }
 
     pub fn error(&self, id: &ItemId) -> Option<&ItemError> {
@@ -274,7 +286,7 @@ impl Inventory {
     }
 
     pub fn entries(&self) -> impl Iterator<Item = &Entry> {
-        self.entries.values()
+        self.entries.values().map(|e| &**e)
     }
 
     pub fn errors(&self) -> impl Iterator<Item = (&ItemId, &ItemError)> {
@@ -305,7 +317,7 @@ impl Inventory {
             self.insert_error(id, err);
         }
         for (_, e) in other.entries {
-            self.insert(e);
+            self.insert_shared(e);
         }
     }
 

@@ -128,7 +128,7 @@ pub struct Change {
     pub note: Option<String>,
     /// The entry to write (create/update). Holds plaintext: never serialized.
     #[serde(skip)]
-    pub desired: Option<Entry>,
+    pub desired: Option<std::sync::Arc<Entry>>,
     /// The condition the write must meet (check-and-set against what the plan saw).
     #[serde(skip)]
     pub precondition: Precondition,
@@ -438,7 +438,7 @@ pub fn diff(source_store: &dyn Store, source: &Inventory, target_store: &dyn Sto
                         ch.note = Some("adopted: not written by this tool until now".into());
                     }
                     ch.precondition = current.meta.version.clone().map_or(Precondition::Any, Precondition::Version);
-                    ch.desired = Some(entry.clone());
+                    ch.desired = source.get_shared(id);
                 }
             }
             (None, Some(err)) if err.kind == ItemErrorKind::Blocked => {
@@ -450,12 +450,12 @@ pub fn diff(source_store: &dyn Store, source: &Inventory, target_store: &dyn Sto
                 // The target holds something Airflow cannot read either; replacing it fixes it.
                 ch.action = Action::Update;
                 ch.note = Some(format!("current target value is unreadable ({})", err.kind.as_str()));
-                ch.desired = Some(entry.clone());
+                ch.desired = source.get_shared(id);
             }
             (None, None) => {
                 ch.action = Action::Create;
                 ch.precondition = if caps.conditional_writes { Precondition::Absent } else { Precondition::Any };
-                ch.desired = Some(entry.clone());
+                ch.desired = source.get_shared(id);
             }
         }
         changes.push(ch);

@@ -6,61 +6,85 @@ use comfy_table::{ContentArrangement, Table, presets::UTF8_BORDERS_ONLY};
 
 use crate::plan::{Action, Plan};
 
-pub fn table(plan: &Plan, show_unchanged: bool) -> String {
-    let mut out = String::new();
-    out.push_str(&format!("Plan: {} -> {}\n", plan.source, plan.target));
-    let mut t = Table::new();
-    t.load_style(UTF8_BORDERS_ONLY).set_content_arrangement(ContentArrangement::Dynamic);
-    t.set_header(vec!["action", "kind", "id", "target name", "details"]);
-    let mut rows = 0;
-    for c in &plan.changes {
-        if !show_unchanged && c.action == Action::Unchanged {
-            continue;
-        }
-        let mut details: Vec<String> = Vec::new();
-        if !c.changed_fields.is_empty() {
-            details.push(format!("changed: {} (sensitive values hidden)", c.changed_fields.join(", ")));
-        }
-        if let Some(e) = &c.error {
-            details.push(e.to_string());
-        }
-        if let Some(n) = &c.note {
-            details.push(n.clone());
-        }
-        for l in &c.losses {
-            details.push(format!("loses {}: {}", l.field, l.what));
-        }
-        t.add_row(vec![
-            c.action.as_str().to_string(),
-            c.id.kind.to_string(),
-            c.id.id.escape_debug().to_string(),
-            c.target_name.clone().unwrap_or_default().escape_debug().to_string(),
-            details.join("; "),
-        ]);
-        rows += 1;
+/// Plans with more rows than this are printed as plain lines, streamed: a bordered table of
+/// 100k rows would be built (and held) whole before the first line appears.
+const TABLE_ROWS_MAX: usize = 2_000;
+
+fn row_cells(c: &crate::plan::Change) -> [String; 5] {
+    let mut details: Vec<String> = Vec::new();
+    if !c.changed_fields.is_empty() {
+        details.push(format!("changed: {} (sensitive values hidden)", c.changed_fields.join(", ")));
     }
-    if rows > 0 {
-        out.push_str(&t.to_string());
-        out.push('\n');
+    if let Some(e) = &c.error {
+        details.push(e.to_string());
+    }
+    if let Some(n) = &c.note {
+        details.push(n.clone());
+    }
+    for l in &c.losses {
+        details.push(format!("loses {}: {}", l.field, l.what));
+    }
+    [
+        c.action.as_str().to_string(),
+        c.id.kind.to_string(),
+        c.id.id.escape_debug().to_string(),
+        c.target_name.clone().unwrap_or_default().escape_debug().to_string(),
+        details.join("; "),
+    ]
+}
+
+/// The plan as a table (masked: actions, names, changed field names, losses, errors).
+pub fn table(plan: &Plan, show_unchanged: bool) -> String {
+    let mut out = Vec::new();
+    write_table(plan, show_unchanged, &mut out).expect("writing to memory cannot fail");
+    String::from_utf8(out).expect("the table is UTF-8")
+}
+
+/// [`table`], written to `out` as it is produced.
+pub fn write_table(plan: &Plan, show_unchanged: bool, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    writeln!(out, "Plan: {} -> {}", plan.source, plan.target)?;
+    let shown = |c: &&crate::plan::Change| show_unchanged || c.action != Action::Unchanged;
+    let rows = plan.changes.iter().filter(shown).count();
+    if rows > TABLE_ROWS_MAX {
+        // Tab-separated, one line per item: streams, and stays greppable and cut-able.
+        writeln!(out, "action\tkind\tid\ttarget name\tdetails")?;
+        for c in plan.changes.iter().filter(shown) {
+            writeln!(out, "{}", row_cells(c).join("\t"))?;
+        }
+    } else if rows > 0 {
+        let mut t = Table::new();
+        t.load_style(UTF8_BORDERS_ONLY).set_content_arrangement(ContentArrangement::Dynamic);
+        t.set_header(vec!["action", "kind", "id", "target name", "details"]);
+        for c in plan.changes.iter().filter(shown) {
+            t.add_row(row_cells(c).to_vec());
+        }
+        writeln!(out, "{t}")?;
     }
     let s = &plan.summary;
-    out.push_str(&format!(
-        "{} to create, {} to update, {} to delete, {} unchanged, {} unreachable, {} kept, {} errors\n",
+    writeln!(
+        out,
+        "{} to create, {} to update, {} to delete, {} unchanged, {} unreachable, {} kept, {} errors",
         s.create, s.update, s.delete, s.unchanged, s.unreachable, s.kept, s.errors
-    ));
+    )?;
     let lossy = plan.changes.iter().filter(|c| !c.losses.is_empty()).count();
     if lossy > 0 {
-        out.push_str(&format!("Lossiness: {lossy} item(s) lose something in the target (see 'loses' above).\n"));
+        writeln!(out, "Lossiness: {lossy} item(s) lose something in the target (see 'loses' above).")?;
     }
     for r in &plan.refusals {
-        out.push_str(&format!("Refused: {r}\n"));
+        writeln!(out, "Refused: {r}")?;
     }
     if !plan.has_changes() && s.errors == 0 && plan.refusals.is_empty() {
-        out.push_str("No changes. The target is up to date.\n");
+        writeln!(out, "No changes. The target is up to date.")?;
     }
-    out
+    Ok(())
 }
 
 pub fn json(plan: &Plan) -> String {
     serde_json::to_string_pretty(plan).expect("a plan always serializes")
+}
+
+/// [`json`], written to `out` as it is serialized (no whole-plan string in memory).
+pub fn write_json(plan: &Plan, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, plan).map_err(std::io::Error::other)?;
+    writeln!(out)
 }

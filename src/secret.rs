@@ -71,3 +71,28 @@ mod tests {
         assert_eq!(s.len(), 13);
     }
 }
+
+/// A deserializer's error message with the offending value withheld. serde quotes the value it
+/// could not use (`invalid type: string "s.abc…", expected a table`), and a credential written in
+/// the wrong place — `auth = "<token>"` where a table belongs — would otherwise be printed, logged
+/// and shown by the daemon's `/status`. Field and variant names (backquoted) are kept.
+pub fn scrub_de_message(message: &str) -> String {
+    static QUOTED: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r#"(string|character) "(?:[^"\\]|\\.)*""#).expect("a valid pattern"));
+    QUOTED.replace_all(message, r#"$1 "***""#).into_owned()
+}
+
+#[cfg(test)]
+mod scrub_tests {
+    use super::scrub_de_message;
+
+    #[test]
+    fn quoted_values_are_withheld_names_kept() {
+        assert_eq!(
+            scrub_de_message(r#"invalid type: string "s.hunter2 \"x\"", expected internally tagged enum VaultAuth"#),
+            r#"invalid type: string "***", expected internally tagged enum VaultAuth"#
+        );
+        assert_eq!(scrub_de_message("unknown field `token_path`, expected one of `url`"), "unknown field `token_path`, expected one of `url`");
+        assert_eq!(scrub_de_message(r#"invalid value: string "p@ss", expected usize"#), r#"invalid value: string "***", expected usize"#);
+    }
+}

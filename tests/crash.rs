@@ -2,13 +2,13 @@
 //! real Vault (`bao server -dev`), resume until it completes, check every item; then roll the
 //! run back and check every item is gone. No item is lost or left half-written.
 
+mod support;
 #[path = "support/vault_server.rs"]
 mod vault_server;
 
 use std::path::Path;
 use std::process::{Command, Output};
 
-use airflow_secrets_sync::airflow::fernet::AirflowFernet;
 use airflow_secrets_sync::config::Config;
 use airflow_secrets_sync::demo;
 use airflow_secrets_sync::model::{Kind, SecretValue};
@@ -18,22 +18,7 @@ use rand::{Rng, SeedableRng};
 const ITEMS: usize = 2000;
 
 async fn seed(db: &Path) -> SecretValue {
-    let key = demo::generate_fernet_key();
-    let fernet = AirflowFernet::from_key_string(&key).unwrap();
-    let pool = demo::create_empty_metastore(db).await.unwrap();
-    let mut tx = pool.begin().await.unwrap();
-    for i in 0..ITEMS {
-        let val = fernet.encrypt(&SecretValue::from(format!("value-{i}-{}", "x".repeat(i % 200)))).unwrap();
-        sqlx::query(r#"INSERT INTO variable ("key", val, is_encrypted) VALUES (?, ?, 1)"#)
-            .bind(format!("crash_var_{i:05}"))
-            .bind(val)
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-    }
-    tx.commit().await.unwrap();
-    pool.close().await;
-    key
+    support::seed_variables(db, ITEMS, "crash_var_", 200).await
 }
 
 fn run(dir: &Path, args: &[&str], abort_after: Option<u64>) -> Output {

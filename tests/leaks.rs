@@ -62,3 +62,29 @@ async fn the_most_verbose_logs_hold_no_values() {
         assert!(!all.contains(key.expose_plaintext()), "the fernet key was logged");
     }
 }
+
+/// A credential written where another type belongs (`auth = "<token>"` instead of a table) is
+/// refused without echoing it: every path that reports a deserializer's message withholds values.
+#[test]
+fn misplaced_credentials_are_not_echoed_by_config_errors() {
+    use airflow_secrets_sync::config::{Config, StoreSpec};
+    use airflow_secrets_sync::store::registry;
+    const CANARY: &str = "s.canary-token-5e6f";
+    let spec = |text: &str| StoreSpec(toml::from_str(text).unwrap());
+    for (what, text) in [
+        ("native table", format!("kind = \"vault\"\nurl = \"http://127.0.0.1:1\"\nauth = \"{CANARY}\"\n")),
+        (
+            "backend_kwargs",
+            format!(
+                "airflow_backend = \"airflow.providers.hashicorp.secrets.vault.VaultBackend\"\n\
+                 backend_kwargs = {{ url = \"http://127.0.0.1:1\", kv_engine_version = \"{CANARY}\" }}\n"
+            ),
+        ),
+    ] {
+        let err = registry::parse(&spec(&text)).err().unwrap_or_else(|| panic!("{what}: must be refused")).to_string();
+        assert!(!err.contains(CANARY), "{what}: {err}");
+    }
+    let file = format!("[source]\nkind = \"env\"\nsource = \"process\"\n[target]\nkind = \"env\"\nsource = \"process\"\n[apply]\nmax_deletes = \"{CANARY}\"\n");
+    let err = Config::from_toml(&file).unwrap_err().to_string();
+    assert!(err.contains("invalid type") && !err.contains(CANARY), "{err}");
+}

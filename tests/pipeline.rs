@@ -316,3 +316,31 @@ async fn exhausted_retries_are_resumable_and_mixed_failures_are_partial() {
     assert_eq!(report.exit(), Exit::PartialApply);
     assert!(report.failures[0].message.contains("'b'"), "{}", report.failures[0].message);
 }
+
+#[tokio::test]
+async fn a_large_plan_prints_as_streamed_tab_separated_lines_without_values() {
+    let source = MemoryStore::new("src");
+    let target = MemoryStore::new("dst");
+    let entries: Vec<Entry> = (0..2500).map(|i| Entry::variable(format!("v{i:05}"), format!("{CANARY_VAR}-{i}"))).collect();
+    seed(&source, &entries).await;
+    let p = make_plan(&source, &target, &policy()).await;
+    let text = render::table(&p, false);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[1], "action\tkind\tid\ttarget name\tdetails", "{}", &text[..200]);
+    assert_eq!(lines.iter().filter(|l| l.starts_with("create\tvariable\tv")).count(), 2500);
+    assert!(text.contains("2500 to create"));
+    assert!(!text.contains(CANARY_VAR));
+    // A small plan keeps the bordered table.
+    let small = make_plan(&source, &MemoryStore::new("dst2"), &Policy::new(
+        Selection::from_config(&SelectConfig { include: vec!["v0000?".into()], ..Default::default() }).unwrap(),
+        &ApplyConfig::default(),
+    ))
+    .await;
+    let text = render::table(&small, false);
+    assert!(text.contains('│') || text.contains('─'), "{text}");
+    // JSON streams to a writer and reads back.
+    let mut out = Vec::new();
+    render::write_json(&p, &mut out).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["summary"]["create"], 2500);
+}

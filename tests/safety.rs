@@ -108,6 +108,17 @@ async fn an_aborted_apply_resumes_with_its_original_snapshot() {
     let crashed_run = run_id(&crashed);
     let runs = text(&run(d, &["runs"], &[]));
     assert!(runs.contains(&crashed_run) && runs.contains("applying"), "{runs}");
+    // `runs --json`: one JSON object per run, with where its journal stands.
+    let json = run(d, &["runs", "--json"], &[]);
+    assert_eq!(code(&json), 0, "{}", text(&json));
+    let listed: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&json.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let crashed = listed.iter().find(|r| r["id"] == crashed_run.as_str()).expect("the crashed run is listed");
+    assert_eq!(crashed["status"], "applying");
+    let journal = crashed["journal"].as_object().unwrap();
+    let total: i64 = journal.values().map(|n| n.as_i64().unwrap()).sum();
+    assert_eq!(total, crashed["writes_planned"].as_i64().unwrap(), "{crashed}");
+    assert!(journal.get("intent").and_then(|n| n.as_i64()).unwrap_or(0) >= 1, "the write it died in is an intent: {crashed}");
 
     // Re-applying the same plan resumes the same run.
     let resumed = run(d, &["migrate", "--apply"], &[]);

@@ -405,7 +405,7 @@ impl ResolvedKey {
 /// `env` is the environment lookup (`std::env::var(name).ok()` in production), so the order can
 /// be tested without touching the process environment. `[core] fernet_key_secret` is not taken.
 pub fn resolve_key(
-    env: &dyn Fn(&str) -> Option<String>,
+    env: &(dyn Fn(&str) -> Option<String> + Send + Sync),
     cfg_key: Option<&SecretValue>,
     cfg_cmd: Option<&str>,
 ) -> Result<ResolvedKey, FernetKeyError> {
@@ -439,7 +439,7 @@ pub fn resolve_key(
 
 /// Airflow's `expand_env_var`: `os.path.expanduser(os.path.expandvars(v))` repeated until it no
 /// longer changes. Only `~` and `~/…` are expanded (from `HOME`); `~user` is left as is.
-fn expand_env_var(value: &str, env: &dyn Fn(&str) -> Option<String>) -> SecretValue {
+fn expand_env_var(value: &str, env: &(dyn Fn(&str) -> Option<String> + Send + Sync)) -> SecretValue {
     let mut current = Zeroizing::new(value.to_owned());
     // Python loops forever on a self-growing definition (X="a$X"); we give up after a while.
     for _ in 0..64 {
@@ -454,7 +454,7 @@ fn expand_env_var(value: &str, env: &dyn Fn(&str) -> Option<String>) -> SecretVa
 
 /// `posixpath.expandvars`: `$name` or `${name}` (name = `[A-Za-z0-9_]+` for the bare form);
 /// unknown names are left untouched.
-fn expand_vars(s: &str, env: &dyn Fn(&str) -> Option<String>) -> String {
+fn expand_vars(s: &str, env: &(dyn Fn(&str) -> Option<String> + Send + Sync)) -> String {
     if !s.contains('$') {
         return s.to_owned();
     }
@@ -485,7 +485,7 @@ fn expand_vars(s: &str, env: &dyn Fn(&str) -> Option<String>) -> String {
 }
 
 /// `posixpath.expanduser`, for `~` and `~/…` only.
-fn expand_user(s: &str, env: &dyn Fn(&str) -> Option<String>) -> String {
+fn expand_user(s: &str, env: &(dyn Fn(&str) -> Option<String> + Send + Sync)) -> String {
     let Some(after) = s.strip_prefix('~') else {
         return s.to_owned();
     };

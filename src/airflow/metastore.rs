@@ -499,7 +499,7 @@ mod tests {
         var31.insert("team_id".into(), true);
         assert_eq!(MetastoreSchema::detect(&var31, &conn2).unwrap().team, TeamColumn::TeamId);
 
-        let mut var32: Columns = var2.iter().map(|(c, _)| (c.clone(), c == "description")).collect();
+        let mut var32: Columns = var2.keys().map(|c| (c.clone(), c == "description")).collect();
         var32.insert("team_name".into(), true);
         let mut conn32: Columns = conn2.iter().map(|(c, n)| (c.clone(), *n && !c.starts_with("is_"))).collect();
         conn32.insert("team_name".into(), true);

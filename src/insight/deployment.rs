@@ -370,6 +370,8 @@ impl Deployment {
             apply: Default::default(),
             stores: Default::default(),
             state: Default::default(),
+            daemon: Default::default(),
+            jobs: Vec::new(),
         })
     }
 

@@ -108,7 +108,7 @@ pub fn table_to_masked_toml(name: &str, t: &toml::Table) -> String {
 pub fn mask_config_text(text: &str) -> Result<String, String> {
     let t: toml::Table = toml::from_str(text).map_err(|e| {
         let at = e.span().map(|s| format!(" at byte {}", s.start)).unwrap_or_default();
-        format!("invalid configuration{at}: {}", e.message())
+        format!("invalid configuration{at}: {}", crate::secret::scrub_de_message(e.message()))
     })?;
     toml::to_string(&mask_table(&t)).map_err(|e| e.to_string())
 }

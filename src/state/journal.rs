@@ -1,6 +1,7 @@
 //! The write journal: [`crate::apply::Journal`] backed by the state database. Every write is
-//! recorded as an intent (committed) before it is sent and as done/failed after, so a run killed
-//! at any point can tell what it may have written. Also drives the progress bar.
+//! recorded as an intent (committed) before it is sent, so a run killed at any point can tell
+//! what it may have written; outcomes (done/failed) are committed in batches, since one lost to a
+//! crash leaves the conservative "intent". Also drives the progress bar.
 
 use std::sync::Arc;
 
@@ -9,18 +10,34 @@ use indicatif::ProgressBar;
 
 use super::{JournalState, StateDb};
 use crate::apply::Journal;
+use crate::model::ItemId;
 use crate::plan::Change;
 use crate::store::StoreError;
+
+/// Outcomes committed together (one transaction per this many writes).
+const OUTCOME_BATCH: usize = 256;
 
 pub struct RunJournal {
     db: Arc<StateDb>,
     run_id: String,
     progress: ProgressBar,
+    outcomes: std::sync::Mutex<Vec<(ItemId, JournalState)>>,
 }
 
 impl RunJournal {
     pub fn new(db: Arc<StateDb>, run_id: impl Into<String>, progress: ProgressBar) -> Self {
-        Self { db, run_id: run_id.into(), progress }
+        Self { db, run_id: run_id.into(), progress, outcomes: std::sync::Mutex::new(Vec::new()) }
+    }
+
+    async fn commit_outcomes(&self, at_least: usize) -> Result<(), StoreError> {
+        let batch = {
+            let mut pending = self.outcomes.lock().expect("journal outcomes");
+            if pending.len() < at_least.max(1) {
+                return Ok(());
+            }
+            std::mem::take(&mut *pending)
+        };
+        self.db.set_journal_states(&self.run_id, &batch).await.map_err(|e| self.err(e))
     }
 
     fn err(&self, e: super::StateError) -> StoreError {
@@ -38,6 +55,16 @@ impl Journal for RunJournal {
     async fn after(&self, change: &Change, ok: bool) -> Result<(), StoreError> {
         self.progress.inc(1);
         let state = if ok { JournalState::Done } else { JournalState::Failed };
-        self.db.set_journal_state(&self.run_id, &change.id, state).await.map_err(|e| self.err(e))
+        self.outcomes.lock().expect("journal outcomes").push((change.id.clone(), state));
+        self.commit_outcomes(OUTCOME_BATCH).await
+    }
+
+    async fn before_all(&self, changes: &[&Change]) -> Result<(), StoreError> {
+        let rows: Vec<(ItemId, JournalState)> = changes.iter().map(|c| (c.id.clone(), JournalState::Intent)).collect();
+        self.db.set_journal_states(&self.run_id, &rows).await.map_err(|e| self.err(e))
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.commit_outcomes(1).await
     }
 }

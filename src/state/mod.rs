@@ -128,8 +128,28 @@ impl StateDb {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(std::time::Duration::from_secs(30))
             .foreign_keys(true);
+        // Creating the file, switching it to WAL and migrating it take locks sqlx does not wait
+        // for: two processes opening a fresh state at once (daemon replicas on one volume) would
+        // fail with "database is locked" or both apply the migrations. An OS lock beside the file
+        // serialises the opening; it is released when the guard drops or the process dies.
+        let guard_path = {
+            let mut p = path.as_os_str().to_owned();
+            p.push(".migrate-lock");
+            PathBuf::from(p)
+        };
+        let guard = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&guard_path)
+            .map_err(|e| err("open the migration lock", &e))?;
+        let guard = tokio::task::spawn_blocking(move || guard.lock().map(|()| guard))
+            .await
+            .map_err(|e| err("lock for migration", &e))?
+            .map_err(|e| err("lock for migration", &e))?;
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await.map_err(|e| err("open", &e))?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await.map_err(|e| err("migrate", &e))?;
+        drop(guard);
         let lock_dir = path.parent().map(|d| d.join("locks"));
         Ok(StateDb { pool: Pool::Sqlite(pool), label, lock_dir })
     }
@@ -146,6 +166,11 @@ impl StateDb {
         let pool = PgPoolOptions::new().max_connections(4).connect_with(opts).await.map_err(|e| err("connect", &e))?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await.map_err(|e| err("migrate", &e))?;
         Ok(StateDb { pool: Pool::Postgres(pool), label, lock_dir: None })
+    }
+
+    /// A cheap round trip, for the daemon's `/readyz`.
+    pub async fn ping(&self) -> Result<(), StateError> {
+        on_pool!(self, p => sqlx::query("SELECT 1").execute(p).await.map(drop)).map_err(|e| self.db_err("ping", e))
     }
 
     pub(crate) fn db_err(&self, op: &'static str, e: impl std::fmt::Display) -> StateError {

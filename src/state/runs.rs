@@ -166,6 +166,9 @@ fn record(r: RunRow) -> RunRecord {
     }
 }
 
+/// Rows per multi-row statement: well under SQLite's and PostgreSQL's bind-parameter limits.
+const ROWS_PER_STATEMENT: usize = 500;
+
 const RUN_COLUMNS: &str =
     "id, kind, source, target, plan_digest, key_id, snapshot, status, rollback_of, started_at, finished_at, writes_planned";
 
@@ -200,15 +203,22 @@ impl StateDb {
                 .bind(run.id).bind(run.kind.as_str()).bind(run.source).bind(run.target).bind(run.plan_digest)
                 .bind(run.key_id).bind(run.snapshot).bind(run.rollback_of).bind(&now).bind(writes.len() as i64)
                 .execute(&mut *tx).await?;
-            for w in writes {
-                sqlx::query("INSERT INTO journal (run_id, item_kind, item_id, action, desired_fp, state, updated_at) VALUES ($1, $2, $3, $4, $5, 'pending', $6)")
-                    .bind(run.id).bind(w.id.kind.as_str()).bind(&w.id.id).bind(w.action.as_str()).bind(&w.desired_fp).bind(&now)
-                    .execute(&mut *tx).await?;
+            // Multi-row INSERTs: one statement per ROWS_PER_STATEMENT rows, not one per row
+            // (a 100k-item run would otherwise spend seconds on driver round trips).
+            for chunk in writes.chunks(ROWS_PER_STATEMENT) {
+                let mut q = sqlx::QueryBuilder::new("INSERT INTO journal (run_id, item_kind, item_id, action, desired_fp, state, updated_at) ");
+                q.push_values(chunk, |mut b, w| {
+                    b.push_bind(run.id).push_bind(w.id.kind.as_str()).push_bind(&w.id.id).push_bind(w.action.as_str())
+                        .push_bind(&w.desired_fp).push_bind("pending").push_bind(&now);
+                });
+                q.build().execute(&mut *tx).await?;
             }
-            for s in snapshot {
-                sqlx::query("INSERT INTO snapshots (run_id, item_kind, item_id, nonce, sealed) VALUES ($1, $2, $3, $4, $5)")
-                    .bind(run.id).bind(s.id.kind.as_str()).bind(&s.id.id).bind(&s.nonce).bind(&s.sealed)
-                    .execute(&mut *tx).await?;
+            for chunk in snapshot.chunks(ROWS_PER_STATEMENT) {
+                let mut q = sqlx::QueryBuilder::new("INSERT INTO snapshots (run_id, item_kind, item_id, nonce, sealed) ");
+                q.push_values(chunk, |mut b, s| {
+                    b.push_bind(run.id).push_bind(s.id.kind.as_str()).push_bind(&s.id.id).push_bind(&s.nonce).push_bind(&s.sealed);
+                });
+                q.build().execute(&mut *tx).await?;
             }
         })
     }
@@ -219,17 +229,23 @@ impl StateDb {
     pub async fn extend_run(&self, run_id: &str, writes: &[PlannedWrite], snapshot: &[SealedRow]) -> Result<(), StateError> {
         let now = now();
         in_tx!(self, "extend the run", tx => {
-            for w in writes {
-                sqlx::query(
-                    "INSERT INTO journal (run_id, item_kind, item_id, action, desired_fp, state, updated_at) VALUES ($1, $2, $3, $4, $5, 'pending', $6) \
-                     ON CONFLICT (run_id, item_kind, item_id) DO UPDATE SET action = excluded.action, desired_fp = excluded.desired_fp, updated_at = excluded.updated_at")
-                    .bind(run_id).bind(w.id.kind.as_str()).bind(&w.id.id).bind(w.action.as_str()).bind(&w.desired_fp).bind(&now)
-                    .execute(&mut *tx).await?;
+            for chunk in writes.chunks(ROWS_PER_STATEMENT) {
+                let mut q = sqlx::QueryBuilder::new("INSERT INTO journal (run_id, item_kind, item_id, action, desired_fp, state, updated_at) ");
+                q.push_values(chunk, |mut b, w| {
+                    b.push_bind(run_id).push_bind(w.id.kind.as_str()).push_bind(&w.id.id).push_bind(w.action.as_str())
+                        .push_bind(&w.desired_fp).push_bind("pending").push_bind(&now);
+                });
+                q.push(" ON CONFLICT (run_id, item_kind, item_id) DO UPDATE SET action = excluded.action, \
+                        desired_fp = excluded.desired_fp, updated_at = excluded.updated_at");
+                q.build().execute(&mut *tx).await?;
             }
-            for s in snapshot {
-                sqlx::query("INSERT INTO snapshots (run_id, item_kind, item_id, nonce, sealed) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING")
-                    .bind(run_id).bind(s.id.kind.as_str()).bind(&s.id.id).bind(&s.nonce).bind(&s.sealed)
-                    .execute(&mut *tx).await?;
+            for chunk in snapshot.chunks(ROWS_PER_STATEMENT) {
+                let mut q = sqlx::QueryBuilder::new("INSERT INTO snapshots (run_id, item_kind, item_id, nonce, sealed) ");
+                q.push_values(chunk, |mut b, s| {
+                    b.push_bind(run_id).push_bind(s.id.kind.as_str()).push_bind(&s.id.id).push_bind(&s.nonce).push_bind(&s.sealed);
+                });
+                q.push(" ON CONFLICT DO NOTHING");
+                q.build().execute(&mut *tx).await?;
             }
             sqlx::query("UPDATE runs SET status = 'applying', finished_at = NULL, writes_planned = (SELECT COUNT(*) FROM journal WHERE run_id = $1) WHERE id = $1")
                 .bind(run_id).execute(&mut *tx).await?;
@@ -287,6 +303,34 @@ impl StateDb {
             sqlx::query_as("SELECT state, COUNT(*) FROM journal WHERE run_id = $1 GROUP BY state").bind(run_id).fetch_all(p).await)
         .map_err(|e| self.db_err("count the journal", e))?;
         Ok(rows.into_iter().map(|(s, n)| (JournalState::parse(&s).as_str(), n)).collect())
+    }
+
+    /// Many journal rows in one transaction (one commit).
+    pub(crate) async fn set_journal_states(&self, run_id: &str, rows: &[(ItemId, JournalState)]) -> Result<(), StateError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let now = now();
+        // One UPDATE per (state, kind) and chunk of ids, in one transaction.
+        let mut groups: BTreeMap<(&'static str, &'static str), Vec<&str>> = BTreeMap::new();
+        for (id, state) in rows {
+            groups.entry((state.as_str(), id.kind.as_str())).or_default().push(&id.id);
+        }
+        in_tx!(self, "journal writes", tx => {
+            for ((state, kind), ids) in &groups {
+                for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+                    let mut q = sqlx::QueryBuilder::new("UPDATE journal SET state = ");
+                    q.push_bind(*state).push(", updated_at = ").push_bind(&now).push(" WHERE run_id = ").push_bind(run_id)
+                        .push(" AND item_kind = ").push_bind(*kind).push(" AND item_id IN (");
+                    let mut list = q.separated(", ");
+                    for id in chunk {
+                        list.push_bind(*id);
+                    }
+                    q.push(")");
+                    q.build().execute(&mut *tx).await?;
+                }
+            }
+        })
     }
 
     pub(crate) async fn set_journal_state(&self, run_id: &str, id: &ItemId, state: JournalState) -> Result<(), StateError> {

@@ -497,7 +497,24 @@ impl AwsSecretsManagerStore {
         Ok(value)
     }
 
-    async fn describe(&self, name: &str) -> Result<Option<Existing>, StoreError> {
+    /// CreateSecret with our ownership tags (and the KMS key, if configured).
+    async fn create(
+        &self,
+        name: &str,
+        id: &ItemId,
+        value: &str,
+    ) -> Result<
+        aws_sdk_secretsmanager::operation::create_secret::CreateSecretOutput,
+        SdkError<aws_sdk_secretsmanager::operation::create_secret::CreateSecretError, HttpResponse>,
+    > {
+        let mut req = self.client.create_secret().name(name).secret_string(value).set_tags(Some(Self::tags(id).to_vec()));
+        if let Some(kms) = &self.cfg.kms_key_id {
+            req = req.kms_key_id(kms);
+        }
+        req.send().await
+    }
+
+        async fn describe(&self, name: &str) -> Result<Option<Existing>, StoreError> {
         match self.client.describe_secret().secret_id(name).send().await {
             Ok(out) => Ok(Some(Existing {
                 ownership: ownership(out.tags()),
@@ -637,9 +654,13 @@ impl Store for AwsSecretsManagerStore {
             variable_description: false,
             can_tag: true,
             can_delete: true,
-            conditional_writes: false,
+            // `Absent` is CreateSecret's own atomic check; `Version` is checked just before the write.
+            conditional_writes: true,
             read_batch: BATCH,
             write_concurrency: self.cfg.aws.max_concurrency,
+            // Secrets Manager's quota for CreateSecret / PutSecretValue / DeleteSecret / TagResource.
+            write_rate: Some(50.0),
+            buffered_writes: false,
             // Secrets Manager names are case-sensitive.
             case_insensitive_names: false,
             keep_existing: false,
@@ -727,25 +748,36 @@ impl Store for AwsSecretsManagerStore {
         Ok(inv)
     }
 
+    async fn read_back(&self, ids: &[ItemId]) -> Result<Inventory, StoreError> {
+        // Values only: one BatchGetSecretValue per 20 ids instead of a DescribeSecret each.
+        let named: Vec<(ItemId, String, Ownership)> = ids
+            .iter()
+            .filter_map(|id| self.naming.name(id).filter(|n| name_problem(n).is_none()).map(|n| (id.clone(), n, Ownership::Ours)))
+            .collect();
+        self.fetch(named).await
+    }
+
     async fn write(&self, entry: &Entry, pre: &Precondition) -> Result<(), StoreError> {
         let name = self.placed(&entry.id)?;
         let value = self.encode(entry)?;
         let _permit = self.permits.acquire().await.expect("semaphore never closed");
         let conflict = || StoreError::Conflict { store: self.to_string(), id: entry.id.clone() };
+        if matches!(pre, Precondition::Absent) {
+            // The plan saw no secret: CreateSecret alone, which fails if the name exists (ours,
+            // someone else's, or pending deletion). One call instead of DescribeSecret + create.
+            match self.create(&name, &entry.id, value.expose_plaintext()).await {
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_exists_exception() || s.is_invalid_request_exception()) => {
+                    return Err(conflict());
+                }
+                Err(e) => return Err(self.classify("CreateSecret", &name, e)),
+                Ok(_) => return Ok(()),
+            }
+        }
         let Some(existing) = self.describe(&name).await? else {
             if matches!(pre, Precondition::Version(_)) {
                 return Err(conflict());
             }
-            let mut req = self
-                .client
-                .create_secret()
-                .name(&name)
-                .secret_string(value.expose_plaintext())
-                .set_tags(Some(Self::tags(&entry.id).to_vec()));
-            if let Some(kms) = &self.cfg.kms_key_id {
-                req = req.kms_key_id(kms);
-            }
-            return match req.send().await {
+            return match self.create(&name, &entry.id, value.expose_plaintext()).await {
                 Ok(_) => Ok(()),
                 Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_exists_exception()) => Err(conflict()),
                 Err(e) => Err(self.classify("CreateSecret", &name, e)),

@@ -501,6 +501,10 @@ impl Store for AwsSsmStore {
             conditional_writes: false,
             read_batch: GET_BATCH,
             write_concurrency: self.cfg.aws.max_concurrency,
+            // PutParameter's default (standard throughput) quota: a few per second per account
+            // and region; raise [apply] max_writes_per_second with "higher throughput" enabled.
+            write_rate: Some(3.0),
+            buffered_writes: false,
             // SSM parameter names are case-sensitive.
             case_insensitive_names: false,
             keep_existing: false,

@@ -557,6 +557,9 @@ impl Store for AzureKeyVaultStore {
             conditional_writes: true,
             read_batch: 1,
             write_concurrency: 4,
+            // Key Vault's service limit for secret writes (about 300 per 10 s per vault).
+            write_rate: Some(30.0),
+            buffered_writes: false,
             case_insensitive_names: true,
             keep_existing: false,
         }

@@ -607,6 +607,7 @@ impl Store for EnvStore {
         caps.can_tag = false;
         caps.conditional_writes = false;
         caps.read_batch = 10_000;
+        caps.buffered_writes = writable;
         caps
     }
 

@@ -733,6 +733,10 @@ impl Store for GcpSecretManagerStore {
             conditional_writes: false,
             read_batch: 1,
             write_concurrency: 8,
+            // 600 write requests per minute per project; a new secret takes two (CreateSecret +
+            // AddSecretVersion).
+            write_rate: Some(5.0),
+            buffered_writes: false,
             case_insensitive_names: false,
             keep_existing: false,
         }

@@ -308,6 +308,7 @@ impl Store for LocalFilesStore {
         caps.can_delete = true;
         caps.conditional_writes = false;
         caps.read_batch = 10_000;
+        caps.buffered_writes = true;
         caps
     }
 

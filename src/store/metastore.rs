@@ -267,7 +267,7 @@ where
 /// `AIRFLOW__CORE__FERNET_KEY_CMD`, then the config's `fernet_key`, then `fernet_key_cmd`.
 fn build_fernet(
     cfg: &MetastoreConfig,
-    env: &dyn Fn(&str) -> Option<String>,
+    env: &(dyn Fn(&str) -> Option<String> + Send + Sync),
     store: &str,
 ) -> Result<AirflowFernet, StoreError> {
     let fernet_error = |reason: String| StoreError::FernetKey { store: store.to_string(), reason };
@@ -276,6 +276,30 @@ fn build_fernet(
     tracing::debug!(store, source = %resolved.source, "fernet key resolved");
     // `fernet()` names the source in its error ("[core] fernet_key: Could not create ...").
     resolved.fernet().map_err(|e| fernet_error(e.to_string()))
+}
+
+/// Run `sql` on the store's pool and convert each row with `$convert` (generic over the driver's
+/// row type) as it arrives: the driver rows are never all held at once.
+macro_rules! stream_rows {
+    ($store:expr, $sql:expr, $label:literal, $convert:ident) => {{
+        use futures::TryStreamExt;
+        let sql = AssertSqlSafe($sql);
+        let mut out = Vec::new();
+        macro_rules! stream {
+            ($pool:expr) => {{
+                let mut rows = sqlx::query(sql).fetch($pool);
+                while let Some(row) = rows.try_next().await.map_err(|e| $store.err_backend($label, e))? {
+                    out.push($convert(&row).map_err(|e| $store.err_backend($label, e))?);
+                }
+            }};
+        }
+        match &$store.pool {
+            Pool::Postgres(p) => stream!(p),
+            Pool::MySql(p) => stream!(p),
+            Pool::Sqlite(p) => stream!(p),
+        }
+        Ok(out)
+    }};
 }
 
 impl MetastoreStore {
@@ -287,7 +311,7 @@ impl MetastoreStore {
     /// [`open`](Self::open) with the environment supplied (tests, and callers that resolved it).
     pub async fn open_with_env(
         cfg: &MetastoreConfig,
-        env: &dyn Fn(&str) -> Option<String>,
+        env: &(dyn Fn(&str) -> Option<String> + Send + Sync),
     ) -> Result<Self, StoreError> {
         let conn = cfg.sql_alchemy_conn.clone().or_else(|| env(ENV_SQL_ALCHEMY_CONN)).filter(|c| !c.trim().is_empty());
         let Some(conn) = conn else {
@@ -679,41 +703,13 @@ impl MetastoreStore {
 
     async fn variable_rows(&self) -> Result<Vec<VariableRow>, StoreError> {
         // The only dynamic part is the schema prefix, checked by validate_schema_name in open().
-        let sql = AssertSqlSafe(self.schema.select_variables(self.url.dialect, self.db_schema.as_deref()));
-        let rows: Result<Vec<VariableRow>, String> = match &self.pool {
-            Pool::Postgres(p) => {
-                let rows = sqlx::query(sql).fetch_all(p).await.map_err(|e| self.err_backend("scan variables", e))?;
-                rows.iter().map(variable_row).collect()
-            }
-            Pool::MySql(p) => {
-                let rows = sqlx::query(sql).fetch_all(p).await.map_err(|e| self.err_backend("scan variables", e))?;
-                rows.iter().map(variable_row).collect()
-            }
-            Pool::Sqlite(p) => {
-                let rows = sqlx::query(sql).fetch_all(p).await.map_err(|e| self.err_backend("scan variables", e))?;
-                rows.iter().map(variable_row).collect()
-            }
-        };
-        rows.map_err(|e| self.err_backend("scan variables", e))
+        let sql = self.schema.select_variables(self.url.dialect, self.db_schema.as_deref());
+        stream_rows!(self, sql, "scan variables", variable_row)
     }
 
     async fn connection_rows(&self) -> Result<Vec<ConnectionRow>, StoreError> {
-        let sql = AssertSqlSafe(self.schema.select_connections(self.url.dialect, self.db_schema.as_deref()));
-        let rows: Result<Vec<ConnectionRow>, String> = match &self.pool {
-            Pool::Postgres(p) => {
-                let rows = sqlx::query(sql).fetch_all(p).await.map_err(|e| self.err_backend("scan connections", e))?;
-                rows.iter().map(connection_row).collect()
-            }
-            Pool::MySql(p) => {
-                let rows = sqlx::query(sql).fetch_all(p).await.map_err(|e| self.err_backend("scan connections", e))?;
-                rows.iter().map(connection_row).collect()
-            }
-            Pool::Sqlite(p) => {
-                let rows = sqlx::query(sql).fetch_all(p).await.map_err(|e| self.err_backend("scan connections", e))?;
-                rows.iter().map(connection_row).collect()
-            }
-        };
-        rows.map_err(|e| self.err_backend("scan connections", e))
+        let sql = self.schema.select_connections(self.url.dialect, self.db_schema.as_deref());
+        stream_rows!(self, sql, "scan connections", connection_row)
     }
 
     /// Decrypt `token` or say why not. The detail names the field and the cause, never the token.
@@ -846,12 +842,14 @@ async fn connect(url: &MetastoreUrl, store: &str) -> Result<Pool, StoreError> {
             // No statement cache: PgBouncer in transaction mode (dependencies.md pitfall 9).
             let opts = PgConnectOptions::from_str(url.sqlx_url()).map_err(config)?.statement_cache_capacity(0);
             probe!(opts);
-            Ok(Pool::Postgres(PgPoolOptions::new().max_connections(4).acquire_timeout(CONNECT_TIMEOUT).connect_lazy_with(opts)))
+            // One connection: every query of a run is sequential, and a pool of more opens a new
+            // connection (a TLS handshake) whenever the last one is still being returned.
+            Ok(Pool::Postgres(PgPoolOptions::new().max_connections(1).acquire_timeout(CONNECT_TIMEOUT).connect_lazy_with(opts)))
         }
         Dialect::MySql => {
             let opts = MySqlConnectOptions::from_str(url.sqlx_url()).map_err(config)?;
             probe!(opts);
-            Ok(Pool::MySql(MySqlPoolOptions::new().max_connections(4).acquire_timeout(CONNECT_TIMEOUT).connect_lazy_with(opts)))
+            Ok(Pool::MySql(MySqlPoolOptions::new().max_connections(1).acquire_timeout(CONNECT_TIMEOUT).connect_lazy_with(opts)))
         }
         Dialect::Sqlite => {
             // Never create an empty file: a typo in the path must be an error, not a new metastore.
@@ -897,6 +895,9 @@ impl Store for MetastoreStore {
             read_batch: 10_000,
             // Writes only fill a buffer; flush runs them in one transaction.
             write_concurrency: 16,
+            write_rate: None,
+            // Every write of a run lands in one transaction, committed by `flush`.
+            buffered_writes: true,
             // key / conn_id are case-sensitive on every dialect (MySQL: utf8mb3_bin, spec §1.2).
             case_insensitive_names: false,
             keep_existing: self.on_conflict == OnConflict::Skip,

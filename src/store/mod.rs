@@ -77,6 +77,14 @@ pub struct Capabilities {
     pub read_batch: usize,
     /// Writes in flight at once.
     pub write_concurrency: usize,
+    /// The backend's published write quota (requests per second, per account/project/vault):
+    /// applies pace themselves to it instead of discovering it by being throttled, and so leave
+    /// the rest of the quota's users alone. `[apply] max_writes_per_second` overrides it.
+    pub write_rate: Option<f64>,
+    /// Writes are buffered and made durable together by `flush` (files, a metastore
+    /// transaction): nothing reaches the backend before it, so the journal records the run's
+    /// intents at once and the outcomes after the flush.
+    pub buffered_writes: bool,
     /// Names that differ only in case are the same item (Azure Key Vault).
     pub case_insensitive_names: bool,
     /// Existing items are never replaced, only missing ones written (a metastore target with
@@ -102,6 +110,8 @@ impl Capabilities {
             conditional_writes: false,
             read_batch: 1,
             write_concurrency: 1,
+            write_rate: None,
+            buffered_writes: false,
             case_insensitive_names: false,
             keep_existing: false,
         }
@@ -212,16 +222,24 @@ pub trait Store: fmt::Display + Send + Sync {
     async fn scan(&self, kind: Kind) -> Result<Inventory, StoreError>;
 
     async fn read(&self, ids: &[ItemId]) -> Result<Inventory, StoreError> {
+        let wanted: std::collections::HashSet<&ItemId> = ids.iter().collect();
         let mut out = Inventory::new();
         for kind in Kind::ALL {
             if !ids.iter().any(|i| i.kind == kind) {
                 continue;
             }
             let mut all = self.scan(kind).await?;
-            all.retain(|id| ids.contains(id));
+            all.retain(|id| wanted.contains(id));
             out.extend(all);
         }
         Ok(out)
+    }
+
+    /// Read back what `ids` hold right after this tool wrote them, to verify the writes: the
+    /// values Airflow would read (ownership marks need not be filled in). Default: [`Store::read`];
+    /// a store overrides it when values alone are cheaper to read (one batched call).
+    async fn read_back(&self, ids: &[ItemId]) -> Result<Inventory, StoreError> {
+        self.read(ids).await
     }
 
     async fn write(&self, entry: &Entry, pre: &Precondition) -> Result<(), StoreError>;

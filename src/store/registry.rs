@@ -54,7 +54,7 @@ pub fn backend_kwargs(spec: &StoreSpec) -> Result<serde_json::Map<String, serde_
 pub fn native<T: DeserializeOwned>(kind: &str, spec: &StoreSpec) -> Result<T, StoreError> {
     let mut t = spec.0.clone();
     t.remove("kind");
-    toml::Value::Table(t).try_into().map_err(|e: toml::de::Error| config_error(kind, e.message().to_string()))
+    toml::Value::Table(t).try_into().map_err(|e: toml::de::Error| config_error(kind, crate::secret::scrub_de_message(e.message())))
 }
 
 /// The kind a spec names, and whether it came from an Airflow class path.
@@ -86,7 +86,7 @@ fn config_for<T: DeserializeOwned>(
     from_kwargs: impl Fn(&serde_json::Map<String, serde_json::Value>) -> Result<T, String>,
 ) -> Result<T, StoreError> {
     if from_airflow {
-        from_kwargs(&backend_kwargs(spec)?).map_err(|m| config_error(kind, m))
+        from_kwargs(&backend_kwargs(spec)?).map_err(|m| config_error(kind, crate::secret::scrub_de_message(&m)))
     } else {
         native(kind, spec)
     }

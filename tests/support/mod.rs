@@ -169,3 +169,31 @@ fn split_script(script: &str) -> Vec<String> {
         script.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
     without_comments.split(';').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
 }
+
+/// A SQLite metastore at `db` with Airflow 3's schema and `n` Fernet-encrypted variables
+/// `{prefix}{i:05}` (values `value-{i}-` plus `i % pad` x's); returns the key.
+pub async fn seed_variables(
+    db: &std::path::Path,
+    n: usize,
+    prefix: &str,
+    pad: usize,
+) -> airflow_secrets_sync::secret::SecretValue {
+    use airflow_secrets_sync::airflow::fernet::AirflowFernet;
+    use airflow_secrets_sync::secret::SecretValue;
+    let key = airflow_secrets_sync::demo::generate_fernet_key();
+    let fernet = AirflowFernet::from_key_string(&key).unwrap();
+    let pool = airflow_secrets_sync::demo::create_empty_metastore(db).await.unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    for i in 0..n {
+        let val = fernet.encrypt(&SecretValue::from(format!("value-{i}-{}", "x".repeat(i % pad.max(1))))).unwrap();
+        sqlx::query(r#"INSERT INTO variable ("key", val, is_encrypted) VALUES (?, ?, 1)"#)
+            .bind(format!("{prefix}{i:05}"))
+            .bind(val)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    pool.close().await;
+    key
+}
