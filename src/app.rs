@@ -17,11 +17,21 @@ use crate::plan::{self, Policy, Selection};
 use crate::render;
 use crate::store::{self, DynStore, registry};
 
-pub fn init_tracing(verbose: u8, json: bool) {
+/// Logging on stderr. The daemon logs JSON lines at info (one event per run and per failed item);
+/// the CLI logs plain warnings unless asked for more.
+pub fn init_tracing_for(cli: &Cli) {
+    match &cli.command {
+        Command::Daemon(args) => init_tracing(cli.verbose.saturating_add(1), !args.log_text || cli.log_json, true),
+        _ => init_tracing(cli.verbose, cli.log_json, false),
+    }
+}
+
+pub fn init_tracing(verbose: u8, json: bool, daemon: bool) {
     use tracing_subscriber::EnvFilter;
     // vaultrs logs every non-2xx answer (a 404 is how Vault says "absent") at error level; our
     // own errors say what matters, so its logs stay off unless RUST_LOG asks for them.
     let default = match verbose {
+        1 if daemon => "info,vaultrs=off,rustify=off,sqlx=warn",
         0 => "warn,vaultrs=off,rustify=off",
         1 => "info,airflow_secrets_sync=debug,vaultrs=off,rustify=off",
         _ => "debug,airflow_secrets_sync=trace",
@@ -43,20 +53,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         }
         Command::Rollback(args) => {
             let cfg = Config::load(&cli.config)?;
-            rollback(&cfg, &args, &mut std::io::stdout()).await
+            rollback(&cfg, args, &mut std::io::stdout()).await
         }
-        Command::Runs => {
+        Command::Runs(args) => {
             let cfg = Config::load(&cli.config)?;
             let db = crate::state::StateDb::open(&cfg.state).await?;
-            for r in db.runs(50).await? {
+            for r in db.runs(args.limit.into()).await? {
+                let journal = db.journal_counts(&r.id).await?;
+                let count = |s: &str| journal.get(s).copied().unwrap_or(0);
+                if args.json {
+                    let mut v = serde_json::to_value(&r)?;
+                    v["journal"] = serde_json::to_value(&journal)?;
+                    println!("{v}");
+                    continue;
+                }
                 println!(
-                    "{}  {:<8} {:<11} {} -> {}  ({} writes){}",
+                    "{}  {:<8} {:<11} {} -> {}  ({} writes: {} done, {} failed, {} not finished){}",
                     r.id,
                     r.kind,
                     r.status.as_str(),
                     r.source,
                     r.target,
                     r.writes_planned,
+                    count("done"),
+                    count("failed"),
+                    count("pending") + count("intent"),
                     r.rollback_of.map(|o| format!(", rolls back {o}")).unwrap_or_default()
                 );
             }
@@ -64,7 +85,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         }
         Command::Restore(args) => {
             let cfg = Config::load(&cli.config)?;
-            restore(&cfg, &args, &mut std::io::stdout()).await
+            restore(&cfg, args, &mut std::io::stdout()).await
         }
         Command::Demo(args) => crate::demo::run(args.dir.as_deref(), &mut std::io::stdout()).await,
         Command::RotateFernetKey(args) => {
@@ -90,7 +111,61 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         },
         Command::Verify(args) => crate::insight::run_verify(&cli, args, &mut std::io::stdout()).await,
         Command::Resolve(args) => crate::insight::run_resolve(&cli, args, &mut std::io::stdout()).await,
+        Command::Daemon(args) => daemon(&cli, args).await,
     }
+}
+
+async fn daemon(cli: &Cli, args: &crate::cli::DaemonArgs) -> anyhow::Result<Exit> {
+    use crate::daemon::schedule::SystemClock;
+    if args.check {
+        let cfg = crate::daemon::load(&cli.config)?;
+        for job in &cfg.jobs {
+            let schedule = job.schedule(&cfg.daemon).map_err(AppError::Config)?;
+            println!(
+                "job {}: {:?} {} -> {}, {} ({}, {})",
+                job.name,
+                job.mode,
+                job.source,
+                job.target,
+                schedule.pattern(),
+                schedule.describe(),
+                schedule.timezone()
+            );
+        }
+        println!("configuration OK");
+        return Ok(Exit::Ok);
+    }
+    if args.once {
+        return crate::daemon::run_once_all(&cli.config, Arc::new(SystemClock)).await;
+    }
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
+    #[cfg(unix)]
+    let shutdown = {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                let _ = reload_tx.try_send(());
+            }
+        });
+        async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let shutdown = {
+        drop(reload_tx);
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    };
+    let opts = crate::daemon::Options { clock: Arc::new(SystemClock), shutdown, reload: reload_rx, on_listen: None };
+    crate::daemon::run(&cli.config, opts).await?;
+    Ok(Exit::Ok)
 }
 
 async fn open_both(cfg: &Config) -> anyhow::Result<(DynStore, DynStore)> {
@@ -107,6 +182,7 @@ pub fn policy(cfg: &Config, args: &MigrateArgs) -> Result<(Policy, ApplyOptions)
         concurrency: apply_cfg.concurrency,
         max_attempts: apply_cfg.max_attempts.max(1),
         verify: apply_cfg.verify,
+        max_writes_per_second: apply_cfg.max_writes_per_second,
         ..ApplyOptions::default()
     };
     Ok((policy, opts))
@@ -137,13 +213,37 @@ struct Saved {
     file: Option<crate::planfile::PlanFile>,
 }
 
+/// What one run did, for callers that report it (the daemon's logs and metrics). Holds no values:
+/// counts, item ids and error messages that name items only.
+#[derive(Default)]
+pub struct RunStats {
+    /// Told about every store call and its outcome when set (backend error and throttle metrics).
+    pub observer: Option<Arc<dyn crate::store::layered::ApiObserver>>,
+    pub source: Option<String>,
+    pub target: Option<String>,
+    pub plan: Option<plan::Summary>,
+    /// Items the plan could not migrate: id and the error (never a value).
+    pub item_errors: Vec<(crate::model::ItemId, String)>,
+    pub report: Option<apply::ApplyReport>,
+    pub run_id: Option<String>,
+}
+
+impl RunStats {
+    fn layer(&self, store: DynStore) -> DynStore {
+        match &self.observer {
+            Some(o) => crate::store::layered::Metered::wrap(store, o.clone()),
+            None => store,
+        }
+    }
+}
+
 /// `migrate --plan | --apply`.
-pub async fn migrate(cfg: &Config, args: &MigrateArgs, out: &mut dyn Write) -> anyhow::Result<Exit> {
-    migrate_specs(cfg, &cfg.source, &cfg.target, args, out).await
+pub async fn migrate(cfg: &Config, args: &MigrateArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<Exit> {
+    migrate_specs(cfg, &cfg.source, &cfg.target, args, out, &mut RunStats::default()).await
 }
 
 /// `restore --from NAME --to NAME`: the same pipeline between two named stores.
-pub async fn restore(cfg: &Config, args: &crate::cli::RestoreArgs, out: &mut dyn Write) -> anyhow::Result<Exit> {
+pub async fn restore(cfg: &Config, args: &crate::cli::RestoreArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<Exit> {
     let target = cfg.store(&args.to)?;
     if let Some(run_id) = &args.snapshot {
         // The snapshot a run recorded of its target before writing: what that target held.
@@ -156,13 +256,13 @@ pub async fn restore(cfg: &Config, args: &crate::cli::RestoreArgs, out: &mut dyn
             writeln!(out, "  not in the snapshot: {id} was unreadable before run {run_id}")?;
         }
         let snapshot: DynStore = Arc::new(crate::store::snapshot::SnapshotStore::new(&run.id, &run.target, present));
-        return migrate_from(cfg, SourceOf::Open(snapshot), target, &args.run, out).await;
+        return migrate_from(cfg, SourceOf::Open(snapshot), target, &args.run, out, &mut RunStats::default()).await;
     }
     let from = args.from.as_deref().ok_or_else(|| AppError::Usage("restore needs --from NAME or --snapshot RUN".into()))?;
     if from == args.to {
         return Err(AppError::Usage("--from and --to name the same store".into()).into());
     }
-    migrate_specs(cfg, cfg.store(from)?, target, &args.run, out).await
+    migrate_specs(cfg, cfg.store(from)?, target, &args.run, out, &mut RunStats::default()).await
 }
 
 /// Where a run reads from: a configured store, or an already-open one (a snapshot).
@@ -171,14 +271,16 @@ enum SourceOf<'a> {
     Open(DynStore),
 }
 
-async fn migrate_specs(
+/// Plan or apply from one configured store to another (the CLI, `restore`, and each daemon job).
+pub async fn migrate_specs(
     cfg: &Config,
     source: &crate::config::StoreSpec,
     target: &crate::config::StoreSpec,
     args: &MigrateArgs,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
+    stats: &mut RunStats,
 ) -> anyhow::Result<Exit> {
-    migrate_from(cfg, SourceOf::Spec(source), target, args, out).await
+    migrate_from(cfg, SourceOf::Spec(source), target, args, out, stats).await
 }
 
 async fn migrate_from(
@@ -186,7 +288,8 @@ async fn migrate_from(
     source: SourceOf<'_>,
     target: &crate::config::StoreSpec,
     args: &MigrateArgs,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
+    stats: &mut RunStats,
 ) -> anyhow::Result<Exit> {
     let (mut policy, opts) = policy(cfg, args)?;
     let (select_cfg, apply_cfg) = effective(cfg, args);
@@ -207,6 +310,7 @@ async fn migrate_from(
         SourceOf::Spec(spec) => registry::open(spec).await.context("opening the source")?,
         SourceOf::Open(store) => store,
     };
+    let source = stats.layer(source);
     let mut target_cfg = registry::parse(target).context("opening the target")?;
     // Adoption is one decision: the flag or [apply] adopt reaches the store's own guard, and a
     // store configured with `adopt = true` lets the plan update what it did not write.
@@ -216,7 +320,7 @@ async fn migrate_from(
     policy.adopt |= target_cfg.adopt();
     let target = registry::open_config(target_cfg).await.context("opening the target")?;
     // Fault injection for the crash tests (AIRFLOW_SECRETS_SYNC_FAULT_ABORT_AFTER); a no-op otherwise.
-    let target = crate::store::layered::from_env(target);
+    let target = stats.layer(crate::store::layered::from_env(target));
     let needs_key = (args.apply && !args.no_snapshot) || args.out.is_some() || saved.file.is_some();
     let safety = if needs_key {
         match Safety::open(&cfg.state).await? {
@@ -234,7 +338,7 @@ async fn migrate_from(
     } else {
         None
     };
-    run_pipeline(source, target, &policy, &opts, args, out, safety.as_ref(), &saved).await
+    run_pipeline(source, target, &policy, &opts, args, out, safety.as_ref(), &saved, stats).await
 }
 
 /// Plan (and apply) between two open stores without the safety engine (library use, tests).
@@ -244,27 +348,36 @@ pub async fn migrate_between(
     policy: &Policy,
     opts: &ApplyOptions,
     args: &MigrateArgs,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
 ) -> anyhow::Result<Exit> {
-    run_pipeline(source, target, policy, opts, args, out, None, &Saved::default()).await
+    run_pipeline(source, target, policy, opts, args, out, None, &Saved::default(), &mut RunStats::default()).await
 }
 
+#[allow(clippy::too_many_arguments)] // one call site per command; a struct would only rename them
 async fn run_pipeline(
     source: DynStore,
     target: DynStore,
     policy: &Policy,
     opts: &ApplyOptions,
     args: &MigrateArgs,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
     safety: Option<&Safety>,
     saved: &Saved,
+    stats: &mut RunStats,
 ) -> anyhow::Result<Exit> {
+    stats.source = Some(source.to_string());
+    stats.target = Some(target.to_string());
     let kinds = policy.selection.kinds().to_vec();
     let src_inv = store::scan_all(source.as_ref(), &kinds).await.with_context(|| format!("reading {source}"))?;
     let tgt_inv = store::scan_all(target.as_ref(), &kinds).await.with_context(|| format!("reading {target}"))?;
     info!(source = %source, items = src_inv.len(), errors = src_inv.error_count(), "source read");
     info!(target = %target, items = tgt_inv.len(), errors = tgt_inv.error_count(), "target read");
     let plan = plan::diff(source.as_ref(), &src_inv, target.as_ref(), &tgt_inv, policy);
+    stats.plan = Some(plan.summary.clone());
+    stats.item_errors = plan
+        .errored()
+        .map(|c| (c.id.clone(), c.error.as_ref().map_or_else(|| "error".to_string(), ToString::to_string)))
+        .collect();
 
     if let (Some(pf), Some(s)) = (&saved.file, safety) {
         pf.check_context(&s.key, &source.identity(), &target.identity())?;
@@ -282,9 +395,9 @@ async fn run_pipeline(
     }
 
     if args.json {
-        writeln!(out, "{}", render::json(&plan))?;
+        render::write_json(&plan, out)?;
     } else {
-        write!(out, "{}", render::table(&plan, args.show_unchanged))?;
+        render::write_table(&plan, args.show_unchanged, out)?;
     }
 
     if let (Some(path), Some(s), Some(sp)) = (&args.out, safety, &saved.policy) {
@@ -336,11 +449,13 @@ async fn run_pipeline(
         }
         None => None,
     };
+    stats.run_id = run.as_ref().map(|r| r.run_id.clone());
     let journal = run.as_ref().map_or_else(crate::safety::no_journal, |r| r.journal.clone());
     let report = apply::execute(&plan, target.clone(), opts, journal).await;
     if let (Some(s), Some(run)) = (safety, &run) {
         s.finish(run, &report).await?;
     }
+    let report = &*stats.report.insert(report);
     writeln!(
         out,
         "Applied: {} created, {} updated, {} deleted, {} failed; {} verified by read-back.",
@@ -386,7 +501,7 @@ fn errored_summary(plan: &plan::Plan) -> String {
 /// `rollback RUN --plan | --apply`: the snapshot of RUN as the source, the configured target as
 /// the target, restricted to the items RUN touched: updated items get their old values back,
 /// items RUN created are deleted. Applying it is itself a snapshotted run.
-pub async fn rollback(cfg: &Config, args: &crate::cli::RollbackArgs, out: &mut dyn Write) -> anyhow::Result<Exit> {
+pub async fn rollback(cfg: &Config, args: &crate::cli::RollbackArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<Exit> {
     let Some(safety) = Safety::open(&cfg.state).await? else {
         return Err(AppError::Usage("rollback needs the snapshot key the run was recorded with ([state] snapshot_key)".into()).into());
     };
@@ -416,10 +531,10 @@ pub async fn rollback(cfg: &Config, args: &crate::cli::RollbackArgs, out: &mut d
     let policy = Policy { selection: Selection::all(), prune: true, adopt: true, max_deletes: usize::MAX };
     let plan = plan::diff(source.as_ref(), &src_inv, target.as_ref(), &tgt_inv, &policy);
     if args.json {
-        writeln!(out, "{}", render::json(&plan))?;
+        render::write_json(&plan, out)?;
     } else {
         writeln!(out, "Rollback of run {} ({}):", run.id, run.status.as_str())?;
-        write!(out, "{}", render::table(&plan, false))?;
+        render::write_table(&plan, false, out)?;
     }
     for id in &unreadable {
         writeln!(out, "  not restorable: {id} was unreadable before the run")?;

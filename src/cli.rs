@@ -37,8 +37,9 @@ pub enum Command {
     /// Undo a run: restore the snapshot it took (updated items get their old values back, items
     /// it created are deleted), planned and shown masked first; itself snapshotted.
     Rollback(RollbackArgs),
-    /// List the runs recorded in the state database (no values).
-    Runs,
+    /// List the runs recorded in the state database, newest first, with each run's journal
+    /// (writes done, failed, still pending); no values.
+    Runs(RunsArgs),
     /// Incident recovery: plan or apply copying every item from one configured store into
     /// another (typically a backend or a snapshot into a fresh metastore, re-encrypted with the
     /// target's fernet_key). Names are `source`, `target` or a `[stores.NAME]` table.
@@ -56,6 +57,33 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Which copy of each item Airflow serves (backend, env var, metastore) and which it shadows.
     Resolve(ResolveArgs),
+    /// Run the config file's [[jobs]] on their schedules (plan = drift detection, or apply), one
+    /// runner per job across replicas, with /healthz, /readyz, /metrics and /status. SIGTERM or
+    /// SIGINT stops it gracefully; SIGHUP reloads the config. Logs are JSON lines.
+    Daemon(DaemonArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Run every job once, now, and exit with the worst exit code (a Kubernetes CronJob, a test).
+    #[arg(long)]
+    pub once: bool,
+    /// Check the configuration (jobs, schedules, stores, snapshot key) and exit.
+    #[arg(long, conflicts_with = "once")]
+    pub check: bool,
+    /// Human-readable logs instead of JSON lines.
+    #[arg(long)]
+    pub log_text: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// How many runs to list.
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    /// JSON lines, one run per line (for scripts and monitoring).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -15,7 +15,10 @@ use crate::model::Kind;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Required unless the file only configures daemon `[[jobs]]` over `[stores.NAME]`.
+    #[serde(default)]
     pub source: StoreSpec,
+    #[serde(default)]
     pub target: StoreSpec,
     #[serde(default)]
     pub select: SelectConfig,
@@ -28,6 +31,12 @@ pub struct Config {
     /// The tool's own state: runs, journal, encrypted snapshots (`src/state`).
     #[serde(default)]
     pub state: StateConfig,
+    /// `[daemon]`: the daemon's HTTP endpoints, default time zone and shutdown grace.
+    #[serde(default)]
+    pub daemon: crate::daemon::DaemonConfig,
+    /// `[[jobs]]`: what the daemon runs, on which schedule (see docs/daemon.md).
+    #[serde(default)]
+    pub jobs: Vec<crate::daemon::JobConfig>,
 }
 
 /// `[state]`: where runs, the journal and encrypted snapshots live, and the snapshot key.
@@ -65,7 +74,7 @@ impl std::fmt::Debug for StateConfig {
 
 /// A store's table, resolved by [`crate::store::registry::open`]. Kept raw so each store owns its
 /// own keys (and rejects unknown ones).
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(transparent)]
 pub struct StoreSpec(pub toml::Table);
 
@@ -77,6 +86,11 @@ impl std::fmt::Debug for StoreSpec {
 }
 
 impl StoreSpec {
+    /// An absent table (`[source]` left out of a daemon-only file).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     pub fn kind_label(&self) -> String {
         if let Some(k) = self.0.get("kind").and_then(|v| v.as_str()) {
             return k.to_string();
@@ -138,6 +152,9 @@ pub struct ApplyConfig {
     /// Read every written item back and compare it (recommended).
     #[serde(default = "default_true")]
     pub verify: bool,
+    /// Writes per second; default: the target's published write quota (AWS Secrets Manager 50,
+    /// SSM 3, GCP 5 secrets, Azure Key Vault 30; Vault and files unpaced). 0 turns pacing off.
+    pub max_writes_per_second: Option<f64>,
 }
 
 fn default_max_deletes() -> usize {
@@ -159,6 +176,7 @@ impl Default for ApplyConfig {
             concurrency: None,
             max_attempts: default_max_attempts(),
             verify: true,
+            max_writes_per_second: None,
         }
     }
 }
@@ -167,6 +185,9 @@ impl Config {
     /// The store table called `name`: `source`, `target`, or a key of `[stores]`.
     pub fn store(&self, name: &str) -> Result<&StoreSpec, AppError> {
         match name {
+            "source" | "target" if self.store_table(name).is_empty() => {
+                Err(AppError::Config(format!("the configuration has no [{name}] table")))
+            }
             "source" => Ok(&self.source),
             "target" => Ok(&self.target),
             other => self.stores.get(other).ok_or_else(|| {
@@ -176,13 +197,27 @@ impl Config {
         }
     }
 
+    fn store_table(&self, name: &str) -> &StoreSpec {
+        if name == "source" { &self.source } else { &self.target }
+    }
+
     pub fn from_toml(text: &str) -> Result<Config, AppError> {
         // toml's messages quote the offending line, which may hold a credential: keep the
         // position and the reason only.
-        toml::from_str(text).map_err(|e| {
+        let cfg: Config = toml::from_str(text).map_err(|e| {
             let at = e.span().map(|s| format!(" at byte {}", s.start)).unwrap_or_default();
-            AppError::Config(format!("invalid configuration{at}: {}", e.message()))
-        })
+            AppError::Config(format!("invalid configuration{at}: {}", crate::secret::scrub_de_message(e.message())))
+        })?;
+        // [source] and [target] may be left out only by a file that configures daemon jobs.
+        if cfg.jobs.is_empty() {
+            for name in ["source", "target"] {
+                if cfg.store_table(name).is_empty() {
+                    return Err(AppError::Config(format!("invalid configuration: missing [{name}] table")));
+                }
+            }
+        }
+        crate::daemon::validate(&cfg)?;
+        Ok(cfg)
     }
 
     pub fn load(path: &Path) -> Result<Config, AppError> {

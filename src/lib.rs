@@ -32,3 +32,4 @@ pub mod planfile;
 pub mod render;
 pub mod safety;
 pub mod state;
+pub mod daemon;

@@ -19,7 +19,7 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    app::init_tracing(cli.verbose, cli.log_json);
+    app::init_tracing_for(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

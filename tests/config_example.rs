@@ -64,3 +64,38 @@ fn unknown_keys_are_refused_not_ignored() {
     let cfg = Config::from_toml(&bad).unwrap();
     assert!(registry::parse(&cfg.target).is_err(), "a misspelt store key must be an error");
 }
+
+#[test]
+fn the_daemon_section_parses_with_its_documented_defaults() {
+    use airflow_secrets_sync::daemon::{JobMode, MissedPolicy};
+    let cfg = Config::from_toml(EXAMPLE).unwrap();
+    assert_eq!(cfg.daemon.listen, "127.0.0.1:9477");
+    assert_eq!(cfg.daemon.timezone, "UTC");
+    assert_eq!(cfg.daemon.shutdown_grace_secs, 30);
+    assert_eq!(cfg.jobs.len(), 1);
+    let job = &cfg.jobs[0];
+    assert_eq!(job.name, "metastore-drift");
+    assert_eq!(job.mode, JobMode::Plan);
+    assert_eq!(job.missed, MissedPolicy::Skip);
+    assert!(job.skip_errored);
+    let schedule = job.schedule(&cfg.daemon).unwrap();
+    assert_eq!(schedule.pattern(), "*/15 * * * *");
+    // The commented second job parses too, once its store exists.
+    let second: String = EXAMPLE
+        .split("# A second job:")
+        .nth(1)
+        .expect("the example shows a second job")
+        .lines()
+        .skip(1)
+        .map(|l| l.strip_prefix("# ").unwrap_or(l))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let with_vault = format!(
+        "{EXAMPLE}\n{second}\n[stores.vault]\nkind = \"vault\"\nurl = \"http://127.0.0.1:8200\"\n"
+    );
+    let cfg = Config::from_toml(&with_vault).unwrap_or_else(|e| panic!("{e}\n{second}"));
+    assert_eq!(cfg.jobs[1].mode, JobMode::Apply);
+    assert_eq!(cfg.jobs[1].prune, Some(true));
+    // A misspelt job key is an error, not ignored.
+    assert!(Config::from_toml(&EXAMPLE.replace("jitter_secs = 0", "jiter_secs = 0")).is_err());
+}
