@@ -367,6 +367,12 @@ async fn run_pipeline(
 ) -> anyhow::Result<Exit> {
     stats.source = Some(source.to_string());
     stats.target = Some(target.to_string());
+    // An apply locks its target before reading it: another apply can neither change it between
+    // this plan and its writes nor make the snapshot describe a state that is already gone.
+    let mut lock = match safety {
+        Some(s) if args.apply => Some(s.lock(target.as_ref()).await?),
+        _ => None,
+    };
     let kinds = policy.selection.kinds().to_vec();
     let src_inv = store::scan_all(source.as_ref(), &kinds).await.with_context(|| format!("reading {source}"))?;
     let tgt_inv = store::scan_all(target.as_ref(), &kinds).await.with_context(|| format!("reading {target}"))?;
@@ -436,7 +442,9 @@ async fn run_pipeline(
     }
     let run = match safety {
         Some(s) => {
-            let run = s.begin(&plan, target.as_ref(), &tgt_inv, RunKind::Migrate, None, args.resume.as_deref()).await?;
+            let lock = lock.take().expect("an apply with a state database holds the target lock");
+            let run =
+                s.begin(&plan, target.as_ref(), &tgt_inv, RunKind::Migrate, None, args.resume.as_deref(), lock).await?;
             writeln!(
                 out,
                 "Run {}{}: an encrypted snapshot of the {} item(s) it touches is recorded; undo with `rollback {}`.",
@@ -519,9 +527,20 @@ pub async fn rollback(cfg: &Config, args: &crate::cli::RollbackArgs, out: &mut (
         ))
         .into());
     }
+    let lock = if args.plan { None } else { Some(safety.lock(target.as_ref()).await?) };
     let (present, absent, unreadable) = safety.snapshot_of(&run).await?;
+    // Only what the run may have written is restored: an item it planned but never attempted
+    // (the run was cut off first) is left as it is now, whoever changed it since.
+    let never_attempted: std::collections::BTreeSet<crate::model::ItemId> = safety
+        .db
+        .journal(&run.id)
+        .await?
+        .into_iter()
+        .filter(|r| r.state == crate::state::JournalState::Pending)
+        .map(|r| r.id)
+        .collect();
     let touched: std::collections::BTreeSet<crate::model::ItemId> =
-        present.ids().cloned().chain(absent.iter().cloned()).collect();
+        present.ids().cloned().chain(absent.iter().cloned()).filter(|id| !never_attempted.contains(id)).collect();
     let source: DynStore = Arc::new(crate::store::snapshot::SnapshotStore::new(&run.id, &run.target, present.clone()));
     let kinds = [crate::model::Kind::Variable, crate::model::Kind::Connection];
     let mut tgt_inv = store::scan_all(target.as_ref(), &kinds).await.with_context(|| format!("reading {target}"))?;
@@ -536,8 +555,18 @@ pub async fn rollback(cfg: &Config, args: &crate::cli::RollbackArgs, out: &mut (
         writeln!(out, "Rollback of run {} ({}):", run.id, run.status.as_str())?;
         render::write_table(&plan, false, out)?;
     }
-    for id in &unreadable {
-        writeln!(out, "  not restorable: {id} was unreadable before the run")?;
+    // Notes go beside the plan; with --json, to stderr so stdout stays one JSON document.
+    let mut notes: Vec<String> =
+        unreadable.iter().map(|id| format!("  not restorable: {id} was unreadable before the run")).collect();
+    if !never_attempted.is_empty() {
+        notes.push(format!("  left alone: {} planned items the run never attempted", never_attempted.len()));
+    }
+    for note in notes {
+        if args.json {
+            eprintln!("{note}");
+        } else {
+            writeln!(out, "{note}")?;
+        }
     }
     if args.plan {
         return Ok(if plan.has_changes() { Exit::ChangesPending } else { Exit::Ok });
@@ -558,7 +587,7 @@ pub async fn rollback(cfg: &Config, args: &crate::cli::RollbackArgs, out: &mut (
         _ => None,
     };
     let active =
-        safety.begin(&plan, target.as_ref(), &tgt_inv, RunKind::Rollback, Some(&run.id), resume.as_deref()).await?;
+        safety.begin(&plan, target.as_ref(), &tgt_inv, RunKind::Rollback, Some(&run.id), resume.as_deref(), lock.expect("taken for --apply")).await?;
     let report = apply::execute(&plan, target.clone(), &ApplyOptions::default(), active.journal.clone()).await;
     safety.finish(&active, &report).await?;
     writeln!(

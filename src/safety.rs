@@ -47,8 +47,16 @@ impl Safety {
             .collect()
     }
 
+    /// Take `target`'s apply lock (failing fast when another apply holds it). Taken before the
+    /// target is read, so the plan, the snapshot and the writes all see a target no other apply
+    /// changes meanwhile; held until the run ends.
+    pub async fn lock(&self, target: &dyn Store) -> Result<TargetLock, StateError> {
+        self.db.lock_target(&target.identity(), "(planning)").await
+    }
+
     /// Record the run and its snapshot (or continue an incomplete run of this target), under the
-    /// target lock, before anything is written.
+    /// target lock `lock` (from [`Safety::lock`]), before anything is written.
+    #[allow(clippy::too_many_arguments)] // two call sites (migrate, rollback), each a different run kind
     pub async fn begin(
         &self,
         plan: &Plan,
@@ -57,6 +65,7 @@ impl Safety {
         kind: RunKind,
         rollback_of: Option<&str>,
         resume: Option<&str>,
+        lock: TargetLock,
     ) -> Result<ActiveRun, anyhow::Error> {
         let target_id = target.identity();
         let writes = self.planned(plan);
@@ -84,7 +93,7 @@ impl Safety {
             }
         }
         let run_id = previous.as_ref().map_or_else(new_run_id, |p| p.id.clone());
-        let lock = self.db.lock_target(&target_id, &run_id).await?;
+        self.db.record_lock_holder(&target_id, &run_id).await?;
         // A resumed run keeps the snapshot it took before its first write: re-snapshotting items it
         // already changed would make rollback restore half-written values.
         let already = match &previous {

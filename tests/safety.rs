@@ -200,6 +200,15 @@ async fn two_applies_never_run_on_one_target_at_once() {
     assert_eq!(code(&o), 16, "{}", text(&o));
     assert!(text(&o).contains("other-run"), "the error names the holder: {}", text(&o));
     assert!(!d.join("variables.json").exists());
+    // The lock comes before the target is even read (a plan made while another apply writes
+    // would be stale): a target that cannot be read still gives "locked", not a read error.
+    std::fs::write(d.join("variables.json"), "{ half-written by the other apply").unwrap();
+    let o = run(d, &["migrate", "--apply"], &[]);
+    assert_eq!(code(&o), 16, "{}", text(&o));
+    std::fs::remove_file(d.join("variables.json")).unwrap();
+    // A plan takes no lock.
+    let o = run(d, &["migrate", "--plan"], &[]);
+    assert_eq!(code(&o), 2, "{}", text(&o));
     // ...until it lets go.
     drop(held);
     let o = run(d, &["migrate", "--apply"], &[]);

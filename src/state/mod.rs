@@ -182,7 +182,6 @@ impl StateDb {
     /// session advisory lock for PostgreSQL), so a killed run never leaves a stale lock.
     pub async fn lock_target(&self, target: &str, run_id: &str) -> Result<TargetLock, StateError> {
         let digest = sha256(target.as_bytes());
-        let holder = format!("run {run_id}, pid {} on {}", std::process::id(), hostname());
         let inner = match &self.pool {
             Pool::Sqlite(_) => {
                 let dir = self.lock_dir.as_ref().expect("sqlite state has a lock dir");
@@ -217,14 +216,21 @@ impl StateDb {
                 LockInner::Pg(Some(conn.detach()), key)
             }
         };
+        self.record_lock_holder(target, run_id).await?;
+        Ok(TargetLock { _inner: inner })
+    }
+
+    /// Record who holds `target`'s lock (shown to anyone refused it): a lock taken before the
+    /// run had an id is re-recorded under the run once it has one.
+    pub async fn record_lock_holder(&self, target: &str, run_id: &str) -> Result<(), StateError> {
+        let holder = format!("run {run_id}, pid {} on {}", std::process::id(), hostname());
         let now = now();
         on_pool!(self, p => sqlx::query(
             "INSERT INTO target_locks (target, run_id, holder, acquired_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (target) DO UPDATE SET run_id = excluded.run_id, holder = excluded.holder, acquired_at = excluded.acquired_at")
             .bind(target).bind(run_id).bind(&holder).bind(&now)
             .execute(p).await.map(|_| ()))
-        .map_err(|e| self.db_err("record the lock", e))?;
-        Ok(TargetLock { _inner: inner })
+        .map_err(|e| self.db_err("record the lock", e))
     }
 
     async fn lock_holder(&self, target: &str) -> String {
