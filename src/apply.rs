@@ -481,10 +481,10 @@ mod tests {
     #[tokio::test]
     async fn throttled_writes_are_retried_and_all_land() {
         use crate::model::{Entry, Inventory};
-        use crate::store::layered::Throttling;
+        use crate::store::layered::{Layer, Throttling};
         use crate::store::memory::MemoryStore;
         let src: Inventory = (0..40).map(|i| Entry::variable(format!("v{i}"), format!("x{i}"))).collect();
-        let target = Arc::new(Throttling::new(MemoryStore::new("t"), 3));
+        let target = Arc::new(Layer::new(Arc::new(MemoryStore::new("t")), Throttling::new(3)));
         let policy = crate::plan::Policy::new(crate::plan::Selection::all(), &crate::config::ApplyConfig::default());
         let plan = plan::diff(&MemoryStore::new("s"), &src, target.as_ref(), &Inventory::new(), &policy);
         let opts = ApplyOptions { base_backoff: Duration::from_millis(1), max_backoff: Duration::from_millis(20), ..Default::default() };
@@ -492,6 +492,6 @@ mod tests {
         assert_eq!(report.exit(), Exit::Ok, "{:?}", report.failures);
         assert_eq!(report.created, 40);
         // Every third item's first attempt was refused and retried once.
-        assert_eq!(target.throttled.load(Ordering::SeqCst), 13);
+        assert_eq!(target.hook().throttled.load(Ordering::SeqCst), 13);
     }
 }

@@ -1,13 +1,17 @@
 //! Store layers that wrap another store without changing what it holds, and the one place the
 //! application opens a configured store (the registry, plus the layers a test asks for).
 //!
-//! - [`Faulty`]: fault injection. `AIRFLOW_SECRETS_SYNC_FAULT_ABORT_AFTER=N` makes the process
+//! Every layer is a [`Layer`]: it forwards each [`Store`] method to the inner store and lets a
+//! [`Hook`] see (or refuse) the calls, so no layer can forget to forward a method.
+//!
+//! - [`AbortAfter`]: fault injection. `AIRFLOW_SECRETS_SYNC_FAULT_ABORT_AFTER=N` makes the process
 //!   `abort()` right after the N-th successful write reaches the target and before the journal
 //!   records it: the worst moment to die, which the resume/rollback tests aim at.
 //! - [`Throttling`]: answers the first write of every `every`-th item with `Throttled` (a
 //!   Retry-After hint), so the engine's retry and shared slow-down are exercised without a real
 //!   backend's rate limiter. Which items are throttled depends on arrival order, but each is
 //!   throttled at most once, so the outcome does not depend on how concurrent writers interleave.
+//! - [`Metered`]: tells an [`ApiObserver`] about every call (the daemon's metrics).
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,147 +35,173 @@ pub async fn open(spec: &StoreSpec) -> Result<DynStore, StoreError> {
     super::registry::open(spec).await
 }
 
+/// One call a [`Layer`] forwards, as its [`Hook`] sees it.
+#[derive(Clone, Copy, Debug)]
+pub enum Call<'a> {
+    Scan(Kind),
+    Read(&'a [ItemId]),
+    ReadBack(&'a [ItemId]),
+    Write(&'a Entry),
+    Delete(&'a ItemId),
+    Flush,
+    Check,
+}
+
+impl Call<'_> {
+    /// The operation's name in metrics and errors: scan, read, write, delete, flush or check
+    /// (a read-back is a read).
+    pub fn op(&self) -> &'static str {
+        match self {
+            Call::Scan(_) => "scan",
+            Call::Read(_) | Call::ReadBack(_) => "read",
+            Call::Write(_) => "write",
+            Call::Delete(_) => "delete",
+            Call::Flush => "flush",
+            Call::Check => "check",
+        }
+    }
+}
+
+/// What a [`Layer`] does around the calls it forwards. A hook never forwards anything itself, so a
+/// method added to [`Store`] reaches the inner store through every layer without touching a hook.
+pub trait Hook: Send + Sync + 'static {
+    /// Before `call` goes to `store`: an error is answered instead, and `store` never sees the call.
+    fn before(&self, _store: &dyn fmt::Display, _call: Call<'_>) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// After `store` answered `call`.
+    fn after(&self, _store: &dyn fmt::Display, _call: Call<'_>, _outcome: Result<(), &StoreError>) {}
+}
+
+/// A store that forwards every [`Store`] method to `inner`, letting its [`Hook`] see (and refuse)
+/// the calls that reach a backend. Names, capabilities and placement are the inner store's.
+pub struct Layer<H> {
+    inner: DynStore,
+    hook: H,
+}
+
+impl<H: Hook> Layer<H> {
+    pub fn new(inner: DynStore, hook: H) -> Self {
+        Self { inner, hook }
+    }
+
+    pub fn hook(&self) -> &H {
+        &self.hook
+    }
+
+    async fn call<T>(
+        &self,
+        call: Call<'_>,
+        forward: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        self.hook.before(&self.inner, call)?;
+        let outcome = forward.await;
+        self.hook.after(&self.inner, call, outcome.as_ref().map(|_| ()));
+        outcome
+    }
+}
+
+impl<H> fmt::Display for Layer<H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+#[async_trait]
+impl<H: Hook> Store for Layer<H> {
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    fn identity(&self) -> String {
+        self.inner.identity()
+    }
+    fn locate(&self, id: &ItemId) -> Placement {
+        self.inner.locate(id)
+    }
+    async fn scan(&self, kind: Kind) -> Result<Inventory, StoreError> {
+        self.call(Call::Scan(kind), self.inner.scan(kind)).await
+    }
+    async fn read(&self, ids: &[ItemId]) -> Result<Inventory, StoreError> {
+        self.call(Call::Read(ids), self.inner.read(ids)).await
+    }
+    async fn read_back(&self, ids: &[ItemId]) -> Result<Inventory, StoreError> {
+        self.call(Call::ReadBack(ids), self.inner.read_back(ids)).await
+    }
+    async fn write(&self, entry: &Entry, pre: &Precondition) -> Result<(), StoreError> {
+        self.call(Call::Write(entry), self.inner.write(entry, pre)).await
+    }
+    async fn delete(&self, id: &ItemId) -> Result<(), StoreError> {
+        self.call(Call::Delete(id), self.inner.delete(id)).await
+    }
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.call(Call::Flush, self.inner.flush()).await
+    }
+    async fn check(&self) -> Result<(), StoreError> {
+        self.call(Call::Check, self.inner.check()).await
+    }
+}
+
 /// Wrap `target` in the layers the environment asks for (fault injection in tests).
 pub fn from_env(target: DynStore) -> DynStore {
     match std::env::var(FAULT_ABORT_AFTER_ENV).ok().and_then(|v| v.trim().parse::<u64>().ok()) {
-        Some(n) => std::sync::Arc::new(Faulty::abort_after(target, n)),
+        Some(n) => std::sync::Arc::new(Layer::new(target, AbortAfter::new(n))),
         None => target,
     }
 }
 
-/// Forwards everything; aborts the process after `abort_after` successful writes/deletes.
-pub struct Faulty {
-    inner: DynStore,
-    abort_after: u64,
-    writes: AtomicU64,
+/// Aborts the process right after the `n`-th successful write or delete reached the store.
+pub struct AbortAfter {
+    n: u64,
+    done: AtomicU64,
 }
 
-impl Faulty {
-    pub fn abort_after(inner: DynStore, n: u64) -> Self {
-        Self { inner, abort_after: n, writes: AtomicU64::new(0) }
+impl AbortAfter {
+    pub fn new(n: u64) -> Self {
+        Self { n, done: AtomicU64::new(0) }
     }
+}
 
-    fn count(&self, r: &Result<(), StoreError>) {
-        if r.is_ok() && self.writes.fetch_add(1, Ordering::SeqCst) + 1 >= self.abort_after {
+impl Hook for AbortAfter {
+    fn after(&self, _store: &dyn fmt::Display, call: Call<'_>, outcome: Result<(), &StoreError>) {
+        if matches!(call, Call::Write(_) | Call::Delete(_))
+            && outcome.is_ok()
+            && self.done.fetch_add(1, Ordering::SeqCst) + 1 >= self.n
+        {
             // Like `kill -9`: no destructors, no flush, no journal entry for this write.
             std::process::abort();
         }
     }
 }
 
-impl fmt::Display for Faulty {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.inner.fmt(f)
-    }
-}
-
-#[async_trait]
-impl Store for Faulty {
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    fn identity(&self) -> String {
-        self.inner.identity()
-    }
-    fn locate(&self, id: &ItemId) -> Placement {
-        self.inner.locate(id)
-    }
-    async fn scan(&self, kind: Kind) -> Result<Inventory, StoreError> {
-        self.inner.scan(kind).await
-    }
-    async fn read(&self, ids: &[ItemId]) -> Result<Inventory, StoreError> {
-        self.inner.read(ids).await
-    }
-    async fn read_back(&self, ids: &[ItemId]) -> Result<Inventory, StoreError> {
-        self.inner.read_back(ids).await
-    }
-    async fn write(&self, entry: &Entry, pre: &Precondition) -> Result<(), StoreError> {
-        let r = self.inner.write(entry, pre).await;
-        self.count(&r);
-        r
-    }
-    async fn delete(&self, id: &ItemId) -> Result<(), StoreError> {
-        let r = self.inner.delete(id).await;
-        self.count(&r);
-        r
-    }
-    async fn flush(&self) -> Result<(), StoreError> {
-        self.inner.flush().await
-    }
-    async fn check(&self) -> Result<(), StoreError> {
-        self.inner.check().await
-    }
-}
-
-/// Forwards everything; the first write attempt of every `every`-th item is refused as throttled
-/// (retries of that item go through).
-pub struct Throttling<S> {
-    inner: S,
+/// Refuses the first write of every `every`-th item as throttled (retries of that item go through).
+pub struct Throttling {
     every: u64,
     seen: std::sync::Mutex<std::collections::HashSet<ItemId>>,
     pub throttled: AtomicU64,
 }
 
-impl<S: Store> Throttling<S> {
-    pub fn new(inner: S, every: u64) -> Self {
-        Self { inner, every: every.max(1), seen: Default::default(), throttled: AtomicU64::new(0) }
-    }
-
-    /// Whether this attempt is the first of an item whose arrival number is a multiple of `every`.
-    fn throttle(&self, id: &ItemId) -> bool {
-        let mut seen = self.seen.lock().expect("throttling set poisoned");
-        if !seen.insert(id.clone()) {
-            return false;
-        }
-        (seen.len() as u64).is_multiple_of(self.every)
+impl Throttling {
+    pub fn new(every: u64) -> Self {
+        Self { every: every.max(1), seen: Default::default(), throttled: AtomicU64::new(0) }
     }
 }
 
-impl<S: Store> fmt::Display for Throttling<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.inner.fmt(f)
-    }
-}
-
-#[async_trait]
-impl<S: Store> Store for Throttling<S> {
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    fn identity(&self) -> String {
-        self.inner.identity()
-    }
-    fn locate(&self, id: &ItemId) -> Placement {
-        self.inner.locate(id)
-    }
-    async fn scan(&self, kind: Kind) -> Result<Inventory, StoreError> {
-        self.inner.scan(kind).await
-    }
-    async fn read(&self, ids: &[ItemId]) -> Result<Inventory, StoreError> {
-        self.inner.read(ids).await
-    }
-    async fn read_back(&self, ids: &[ItemId]) -> Result<Inventory, StoreError> {
-        self.inner.read_back(ids).await
-    }
-    async fn write(&self, entry: &Entry, pre: &Precondition) -> Result<(), StoreError> {
-        if self.throttle(&entry.id) {
+impl Hook for Throttling {
+    fn before(&self, store: &dyn fmt::Display, call: Call<'_>) -> Result<(), StoreError> {
+        let Call::Write(entry) = call else { return Ok(()) };
+        let throttle = {
+            let mut seen = self.seen.lock().expect("throttling set poisoned");
+            seen.insert(entry.id.clone()) && (seen.len() as u64).is_multiple_of(self.every)
+        };
+        if throttle {
             self.throttled.fetch_add(1, Ordering::SeqCst);
             return Err(StoreError::Throttled {
-                store: self.to_string(),
+                store: store.to_string(),
                 op: "write",
                 retry_after: Some(Duration::from_millis(5)),
             });
         }
-        self.inner.write(entry, pre).await
-    }
-    async fn delete(&self, id: &ItemId) -> Result<(), StoreError> {
-        self.inner.delete(id).await
-    }
-    async fn flush(&self) -> Result<(), StoreError> {
-        self.inner.flush().await
-    }
-    async fn check(&self) -> Result<(), StoreError> {
-        self.inner.check().await
+        Ok(())
     }
 }
 
@@ -181,10 +211,9 @@ pub trait ApiObserver: Send + Sync {
     fn observe(&self, store: &str, op: &'static str, result: Result<(), &StoreError>);
 }
 
-/// Forwards everything and tells an [`ApiObserver`] about every call and its outcome: the daemon's
-/// backend error and throttle metrics. Retries are separate calls, so each throttled attempt counts.
+/// Tells an [`ApiObserver`] about every call and its outcome: the daemon's backend error and
+/// throttle metrics. Retries are separate calls, so each throttled attempt counts.
 pub struct Metered {
-    inner: DynStore,
     name: String,
     observer: std::sync::Arc<dyn ApiObserver>,
 }
@@ -192,51 +221,83 @@ pub struct Metered {
 impl Metered {
     pub fn wrap(inner: DynStore, observer: std::sync::Arc<dyn ApiObserver>) -> DynStore {
         let name = inner.to_string();
-        std::sync::Arc::new(Self { inner, name, observer })
-    }
-
-    fn seen<T>(&self, op: &'static str, r: Result<T, StoreError>) -> Result<T, StoreError> {
-        self.observer.observe(&self.name, op, r.as_ref().map(|_| ()));
-        r
+        std::sync::Arc::new(Layer::new(inner, Self { name, observer }))
     }
 }
 
-impl fmt::Display for Metered {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.inner.fmt(f)
+impl Hook for Metered {
+    fn after(&self, _store: &dyn fmt::Display, call: Call<'_>, outcome: Result<(), &StoreError>) {
+        self.observer.observe(&self.name, call.op(), outcome);
     }
 }
 
-#[async_trait]
-impl Store for Metered {
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::store::memory::MemoryStore;
+
+    /// A store that answers `read_back` its own way (as AWS Secrets Manager does with a batch read).
+    struct OwnReadBack(MemoryStore, AtomicU64);
+
+    impl fmt::Display for OwnReadBack {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            self.0.fmt(f)
+        }
     }
-    fn identity(&self) -> String {
-        self.inner.identity()
+
+    #[async_trait]
+    impl Store for OwnReadBack {
+        fn capabilities(&self) -> Capabilities {
+            self.0.capabilities()
+        }
+        async fn scan(&self, kind: Kind) -> Result<Inventory, StoreError> {
+            self.0.scan(kind).await
+        }
+        async fn read_back(&self, ids: &[ItemId]) -> Result<Inventory, StoreError> {
+            self.1.fetch_add(1, Ordering::SeqCst);
+            self.0.read(ids).await
+        }
+        async fn write(&self, entry: &Entry, pre: &Precondition) -> Result<(), StoreError> {
+            self.0.write(entry, pre).await
+        }
+        async fn delete(&self, id: &ItemId) -> Result<(), StoreError> {
+            self.0.delete(id).await
+        }
     }
-    fn locate(&self, id: &ItemId) -> Placement {
-        self.inner.locate(id)
+
+    #[derive(Default)]
+    struct Seen(Mutex<Vec<(String, &'static str, bool)>>);
+
+    impl ApiObserver for Seen {
+        fn observe(&self, store: &str, op: &'static str, result: Result<(), &StoreError>) {
+            self.0.lock().unwrap().push((store.to_string(), op, result.is_ok()));
+        }
     }
-    async fn scan(&self, kind: Kind) -> Result<Inventory, StoreError> {
-        self.seen("scan", self.inner.scan(kind).await)
-    }
-    async fn read(&self, ids: &[ItemId]) -> Result<Inventory, StoreError> {
-        self.seen("read", self.inner.read(ids).await)
-    }
-    async fn read_back(&self, ids: &[ItemId]) -> Result<Inventory, StoreError> {
-        self.seen("read", self.inner.read_back(ids).await)
-    }
-    async fn write(&self, entry: &Entry, pre: &Precondition) -> Result<(), StoreError> {
-        self.seen("write", self.inner.write(entry, pre).await)
-    }
-    async fn delete(&self, id: &ItemId) -> Result<(), StoreError> {
-        self.seen("delete", self.inner.delete(id).await)
-    }
-    async fn flush(&self) -> Result<(), StoreError> {
-        self.seen("flush", self.inner.flush().await)
-    }
-    async fn check(&self) -> Result<(), StoreError> {
-        self.seen("check", self.inner.check().await)
+
+    #[tokio::test]
+    async fn layers_reach_the_inner_stores_own_methods_and_see_every_call() {
+        let inner = Arc::new(OwnReadBack(MemoryStore::new("mem"), AtomicU64::new(0)));
+        let seen = Arc::new(Seen::default());
+        // Three layers deep: metered over throttled over metered.
+        let throttled: DynStore = Arc::new(Layer::new(Metered::wrap(inner.clone(), seen.clone()), Throttling::new(1)));
+        let outer = Metered::wrap(throttled, seen.clone());
+        assert_eq!(outer.to_string(), inner.to_string());
+        assert_eq!(outer.identity(), inner.identity());
+
+        let e = Entry::variable("a", "1");
+        let first = outer.write(&e, &Precondition::Absent).await;
+        assert!(matches!(first, Err(StoreError::Throttled { op: "write", .. })), "{first:?}");
+        outer.write(&e, &Precondition::Absent).await.unwrap();
+        let back = outer.read_back(std::slice::from_ref(&e.id)).await.unwrap();
+        assert_eq!(back.get(&e.id).map(|x| &x.value), Some(&e.value));
+        assert_eq!(inner.1.load(Ordering::SeqCst), 1, "read_back reached the store's own override");
+
+        let calls = seen.0.lock().unwrap().clone();
+        let ops: Vec<(&str, bool)> = calls.iter().map(|(_, op, ok)| (*op, *ok)).collect();
+        // The throttled write never reached the inner layer; the outer one saw it refused.
+        assert_eq!(ops, [("write", false), ("write", true), ("write", true), ("read", true), ("read", true)]);
+        assert!(calls.iter().all(|(store, _, _)| store == "memory:mem"), "{calls:?}");
     }
 }
