@@ -12,10 +12,15 @@ Optional throttling emulates an AWS per-account quota: with a rate set, AWS writ
 a token bucket of `rate` per second (burst `rate`) are answered by the proxy itself with
 HTTP 400 `{"__type":"ThrottlingException","message":"Rate exceeded"}`, as Secrets Manager does.
 
+Optional latency emulates a network between the client and a remote backend: with a round trip
+of R ms set, every forwarded request is held R ms before it goes upstream (concurrent requests
+wait concurrently, as on a real network).
+
 Control endpoints (answered by the proxy, never forwarded, never counted):
   GET  /__bench/counts            -> {"ops": {op: n}, "reads": n, "writes": n, "throttled": n, "total": n}
   POST /__bench/reset             -> zero the counters
   POST /__bench/throttle?rate=R   -> throttle AWS writes to R/s (0 = off)
+  POST /__bench/latency?ms=R      -> add a round trip of R ms to every forwarded request (0 = off)
 
 Bodies are never parsed or logged: the proxy sees secret values and keeps none of them.
 """
@@ -56,6 +61,7 @@ class Stats:
     def __init__(self) -> None:
         self.reset()
         self.rate = 0.0
+        self.latency = 0.0  # seconds added to every forwarded request
         self.tokens = 0.0
         self.refilled = time.monotonic()
 
@@ -160,6 +166,8 @@ def control(method: str, target: str) -> bytes:
         STATS.reset()
     elif url.path == "/__bench/throttle" and method == "POST":
         STATS.set_rate(float(parse_qs(url.query).get("rate", ["0"])[0]))
+    elif url.path == "/__bench/latency" and method == "POST":
+        STATS.latency = float(parse_qs(url.query).get("ms", ["0"])[0]) / 1000.0
     return json.dumps(STATS.snapshot()).encode()
 
 
@@ -188,6 +196,8 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ups
                 STATS.writes += 1
             else:
                 STATS.reads += 1
+            if STATS.latency > 0:
+                await asyncio.sleep(STATS.latency)
             if up_w is None:
                 up_r, up_w = await asyncio.open_connection(*upstream)
             up_w.write(head + body)

@@ -6,7 +6,10 @@ measures side by side, in one run:
            (local files from SQLite and PostgreSQL; Vault dev and moto from SQLite);
   apply  : `migrate --apply` vs baseline.py apply into an empty Vault / moto (Secrets Manager);
   noop   : `migrate --apply` against an up-to-date target (must write nothing);
-  quota  : `migrate --apply` into moto behind a proxy that throttles writes to 50/s, vs N/50 s.
+  quota  : `migrate --apply` into moto behind a proxy that throttles writes to 50/s, vs N/50 s;
+  rtt    : `migrate --apply` vs baseline.py apply into an empty Vault / moto with a network round
+           trip added to every call by the proxy (a remote backend rather than one on loopback),
+           ours at the default concurrency and at `[apply] concurrency = 32`.
 Every HTTP call goes through a counting proxy (proxy.py); each child's peak RSS comes from wait4.
 Results: <out>/results.json and <out>/results.md. No value is ever printed.
 """
@@ -33,10 +36,11 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 
 MODES = {
-    "quick": {"sizes": [1_000], "apply_sizes": [1_000], "throttle_size": 1_000},
-    "default": {"sizes": [1_000, 10_000], "apply_sizes": [1_000, 10_000], "throttle_size": 1_000},
-    "full": {"sizes": [1_000, 10_000, 100_000], "apply_sizes": [1_000, 10_000], "throttle_size": 10_000},
+    "quick": {"sizes": [1_000], "apply_sizes": [1_000], "throttle_size": 1_000, "rtt_size": 1_000},
+    "default": {"sizes": [1_000, 10_000], "apply_sizes": [1_000, 10_000], "throttle_size": 1_000, "rtt_size": 1_000},
+    "full": {"sizes": [1_000, 10_000, 100_000], "apply_sizes": [1_000, 10_000], "throttle_size": 10_000, "rtt_size": 2_000},
 }
+RTT_CONCURRENCY = 32  # the tuned row of the rtt scenario: `[apply] concurrency`
 AWS_WRITE_QUOTA = 50.0  # Secrets Manager CreateSecret / PutSecretValue: 50 requests/s per account
 TARGETS = {
     "plan_speedup_100k": 20.0,
@@ -48,7 +52,7 @@ TARGETS = {
 
 @dataclass
 class Row:
-    scenario: str  # plan | apply | noop | quota
+    scenario: str  # plan | apply | noop | quota | rtt
     target: str  # local_files | vault | aws_secrets_manager
     source: str  # sqlite | postgres
     state: str  # empty | up-to-date
@@ -107,7 +111,7 @@ class Bench:
         d.mkdir(exist_ok=True)
         return str(d)
 
-    def config(self, n: int, source: str, target: str, label: str, paced: bool = False) -> Path:
+    def config(self, n: int, source: str, target: str, label: str, paced: bool = False, concurrency: int = 0) -> Path:
         """A config.toml for the tool; holds the Fernet key, so mode 0600.
 
         The tool paces its writes to a backend's published quota by default (Secrets Manager:
@@ -140,8 +144,13 @@ class Bench:
         state = self.work / "state" / f"{label or 'run'}-{n}-{source}-{target}-{time.monotonic_ns()}.db"
         state.parent.mkdir(exist_ok=True)
         lines += ["", "[state]", f"path = {q(str(state))}", ""]
-        if not paced:
-            lines += ["[apply]", "max_writes_per_second = 0", ""]
+        if not paced or concurrency:
+            lines += ["[apply]"]
+            if not paced:
+                lines += ["max_writes_per_second = 0"]
+            if concurrency:
+                lines += [f"concurrency = {concurrency}"]
+            lines += [""]
         path = self.work / f"config-{n}-{source}-{target}{label}.toml"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -181,18 +190,20 @@ class Bench:
         self.rows.append(row)
         return row
 
-    def ours(self, scenario: str, target: str, source: str, state: str, n: int, label: str = "") -> Row:
-        cfg = self.config(n, source, target, label, paced=scenario == "quota")
+    def ours(self, scenario: str, target: str, source: str, state: str, n: int, label: str = "", concurrency: int = 0) -> Row:
+        cfg = self.config(n, source, target, label, paced=scenario == "quota", concurrency=concurrency)
         mode = "--plan" if scenario == "plan" else "--apply"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "VAULT_", "AWS_"))}
         env["AIRFLOW_SECRETS_SYNC_SNAPSHOT_KEY"] = self.snapshot_key
         # Plan: 2 = changes pending, 0 = none. Apply: 0.
         expect = {0, 2} if scenario == "plan" else {0}
         row = Row(scenario, target, source, state, n, "ours", 0, 0, 0)
+        if concurrency:
+            row.note = f"[apply] concurrency = {concurrency}"
         return self.measure(row, [self.args.bin, "--config", str(cfg), "migrate", mode], env, expect)
 
     def python(self, scenario: str, target: str, source: str, state: str, n: int, label: str = "", sample: int = 0) -> Row:
-        argv = [sys.executable, str(HERE / "baseline.py"), scenario, "--source", self.sources(n)[source], "--target", target,
+        argv = [sys.executable, str(HERE / "baseline.py"), "apply" if scenario == "rtt" else scenario, "--source", self.sources(n)[source], "--target", target,
                 "--target-url", self.target_url(target, n, label)]
         if sample and sample < n:
             argv += ["--limit", str(sample)]
@@ -272,6 +283,25 @@ class Bench:
         finally:
             self.services.throttle(self.services.aws_url, 0)
 
+    def rtt(self, n: int) -> None:
+        """Applies into empty targets over an emulated network: the proxy holds every request
+        `--rtt-ms` before forwarding it. Loopback emulators answer in well under a millisecond,
+        so the other rows measure CPU; a real Vault or AWS endpoint is a round trip away, and a
+        sequential script pays that round trip once per call."""
+        ms = self.args.rtt_ms
+        for target in ("vault", "aws_secrets_manager"):
+            proxy = self.proxy_for(target)
+            self.log(f"apply over a {ms:g} ms round trip: {n} items to {target}")
+            self.services.latency(proxy, ms)
+            try:
+                for concurrency in (0, RTT_CONCURRENCY):
+                    self.reset(target, n)
+                    self.ours("rtt", target, "sqlite", "empty", n, concurrency=concurrency).note += f" rtt {ms:g} ms"
+                self.reset(target, n)
+                self.python("rtt", target, "sqlite", "empty", n).note += f" rtt {ms:g} ms"
+            finally:
+                self.services.latency(proxy, 0)
+
     def run(self) -> None:
         self.mode = MODES[self.args.mode]
         self.log(f"mode {self.args.mode}: sizes {self.mode['sizes']}; binary {self.args.bin}")
@@ -285,6 +315,11 @@ class Bench:
             self.http_target("aws_secrets_manager", n)
         if self.args.throttle_size or self.mode["throttle_size"]:
             self.quota(self.args.throttle_size or self.mode["throttle_size"])
+        if self.args.rtt_ms > 0:
+            rtt_n = self.args.rtt_size or self.mode["rtt_size"]
+            if rtt_n not in self.generated:
+                self.generate(rtt_n)
+            self.rtt(rtt_n)
         self.services.stop()
         write_results(self)
 
@@ -334,7 +369,7 @@ def comparisons(b: Bench) -> list[dict]:
     for r in b.rows:
         if r.impl != "ours":
             continue
-        base_scenario = {"plan": "plan", "apply": "apply", "noop": "apply"}.get(r.scenario)
+        base_scenario = {"plan": "plan", "apply": "apply", "noop": "apply", "rtt": "rtt"}.get(r.scenario)
         base = find(b.rows, impl="python", scenario=base_scenario, target=r.target, source=r.source,
                     state=r.state if r.scenario == "plan" else "empty", items=r.items)
         line = {"row": r, "base": base, "speedup": None, "floor": None}
@@ -391,7 +426,7 @@ def markdown(b: Bench, info: dict, comps: list[dict]) -> str:
         speed = fmt(c["speedup"]) + "×" if c["speedup"] else "–"
         if c["floor"]:
             speed = f"{r.seconds / c['floor']:.2f}× the floor ({c['floor']:.0f} s)"
-        notes = "; ".join(x for x in (r.note, base.note if base else "") if x)
+        notes = "; ".join(dict.fromkeys(x.strip() for x in (r.note, base.note if base else "") if x.strip()))
         if r.scenario == "noop":
             notes = (f"writes: {r.writes}; " if r.writes is not None else "") + notes
         if r.throttled:
@@ -431,10 +466,13 @@ def targets_section(b: Bench, comps: list[dict]) -> str:
         L.append(f"- plan ≥ {TARGETS['plan_speedup_100k']:.0f}× the baseline ({largest} items, {c['row'].target}, "
                  f"{c['row'].source}, {c['row'].state}): {c['speedup']:.2f}× — {ok}")
     for c in comps:
-        if c["row"].scenario == "apply" and c["speedup"] and c["row"].target != "local_files":
+        if c["row"].scenario in ("apply", "rtt") and c["speedup"] and c["row"].target != "local_files":
             ok = "met" if c["speedup"] >= TARGETS["apply_speedup"] else "NOT met"
+            how = "on loopback" if c["row"].scenario == "apply" else f"over a {b.args.rtt_ms:g} ms round trip"
+            if "concurrency" in c["row"].note:
+                how += f", [apply] concurrency = {RTT_CONCURRENCY}"
             L.append(f"- apply ≥ {TARGETS['apply_speedup']:.0f}× the baseline's throughput ({c['row'].items} items, "
-                     f"{c['row'].target}): {c['speedup']:.2f}× — {ok}")
+                     f"{c['row'].target}, {how}): {c['speedup']:.2f}× — {ok}")
     for c in comps:
         if c["floor"]:
             ratio = c["row"].seconds / c["floor"]
@@ -468,6 +506,9 @@ def main() -> int:
                     help="at 100k items, run the Python baseline against moto on this many items and extrapolate")
     ap.add_argument("--full-aws-100k", action="store_true", help="at 100k items, also fill moto (slow) for up-to-date runs")
     ap.add_argument("--throttle-size", type=int, default=0, help="items for the throttled apply (default: per mode)")
+    ap.add_argument("--rtt-ms", type=float, default=10.0,
+                    help="round trip the proxy adds to every call in the rtt scenario (0 skips the scenario)")
+    ap.add_argument("--rtt-size", type=int, default=0, help="items for the rtt scenario (default: per mode)")
     args = ap.parse_args()
     Bench(args).run()
     return 0

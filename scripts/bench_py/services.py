@@ -105,6 +105,10 @@ class Services:
     def throttle(proxy_url: str, rate: float) -> None:
         http_json("POST", f"{proxy_url}/__bench/throttle?rate={rate}")
 
+    @staticmethod
+    def latency(proxy_url: str, ms: float) -> None:
+        http_json("POST", f"{proxy_url}/__bench/latency?ms={ms}")
+
     # ---- PostgreSQL ------------------------------------------------------------------------
 
     def create_database(self, name: str) -> str:
