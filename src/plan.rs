@@ -340,7 +340,10 @@ fn refusal(caps: &Capabilities, entry: &Entry) -> Option<ItemError> {
 pub fn diff(source_store: &dyn Store, source: &Inventory, target_store: &dyn Store, target: &Inventory, policy: &Policy) -> Plan {
     let caps = target_store.capabilities();
     let target_label = target_store.to_string();
-    let mut changes: Vec<Change> = Vec::new();
+    // At most one change per item of either side: reserved once (untouched pages cost no memory),
+    // so a 100k-item plan is never copied while it grows.
+    let mut changes: Vec<Change> =
+        Vec::with_capacity(source.len() + source.error_count() + target.len() + target.error_count());
     let blank = |id: &ItemId, action: Action| Change {
         id: id.clone(),
         action,
