@@ -226,6 +226,9 @@ pub struct RunStats {
     pub item_errors: Vec<(crate::model::ItemId, String)>,
     pub report: Option<apply::ApplyReport>,
     pub run_id: Option<String>,
+    /// The state database when the caller already holds it open (the daemon): an apply records
+    /// its run there instead of opening its own connection pool.
+    pub state: Option<Arc<crate::state::StateDb>>,
 }
 
 impl RunStats {
@@ -323,7 +326,7 @@ async fn migrate_from(
     let target = stats.layer(crate::store::layered::from_env(target));
     let needs_key = (args.apply && !args.no_snapshot) || args.out.is_some() || saved.file.is_some();
     let safety = if needs_key {
-        match Safety::open(&cfg.state).await? {
+        match Safety::open_with(&cfg.state, stats.state.clone()).await? {
             Some(s) => Some(s),
             None => {
                 return Err(AppError::Usage(

@@ -32,9 +32,17 @@ pub struct ActiveRun {
 impl Safety {
     /// `None` when no snapshot key is configured (the caller decides whether that is allowed).
     pub async fn open(cfg: &StateConfig) -> Result<Option<Safety>, StateError> {
+        Self::open_with(cfg, None).await
+    }
+
+    /// As [`Safety::open`], on `db` when the caller already holds the state database open.
+    pub async fn open_with(cfg: &StateConfig, db: Option<Arc<StateDb>>) -> Result<Option<Safety>, StateError> {
         let Some(key) = SnapshotKey::resolve(cfg)? else { return Ok(None) };
-        let db = StateDb::open(cfg).await?;
-        Ok(Some(Safety { db: Arc::new(db), key }))
+        let db = match db {
+            Some(db) => db,
+            None => Arc::new(StateDb::open(cfg).await?),
+        };
+        Ok(Some(Safety { db, key }))
     }
 
     fn planned(&self, plan: &Plan) -> Vec<PlannedWrite> {

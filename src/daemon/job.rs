@@ -68,7 +68,7 @@ pub fn migrate_args(job: &JobConfig) -> MigrateArgs {
 }
 
 /// Run `job` once. Never panics on a store or state failure: the outcome says what happened.
-pub async fn run_once(cfg: &Config, job: &JobConfig, db: &StateDb, metrics: &Arc<Metrics>, clock: &dyn Clock) -> RunStatus {
+pub async fn run_once(cfg: &Config, job: &JobConfig, db: &Arc<StateDb>, metrics: &Arc<Metrics>, clock: &dyn Clock) -> RunStatus {
     let started_at = clock.now();
     let labels = Metrics::job(&job.name);
 
@@ -93,7 +93,8 @@ pub async fn run_once(cfg: &Config, job: &JobConfig, db: &StateDb, metrics: &Arc
     };
 
     metrics.running.get_or_create(&labels).set(1);
-    let mut stats = RunStats { observer: Some(metrics.clone()), ..RunStats::default() };
+    // The run records itself in the daemon's state database (no pool of its own per run).
+    let mut stats = RunStats { observer: Some(metrics.clone()), state: Some(db.clone()), ..RunStats::default() };
     let result = run_pipeline(cfg, job, &mut stats).await;
     metrics.running.get_or_create(&labels).set(0);
     let finished_at = clock.now();

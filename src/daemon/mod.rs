@@ -426,7 +426,7 @@ pub(crate) async fn schedule_loop<R, Fut>(
 /// `daemon --once`: run every job once, in order, and exit with the worst outcome.
 pub async fn run_once_all(config_path: &Path, clock: Arc<dyn Clock>) -> anyhow::Result<Exit> {
     let cfg = load(config_path)?;
-    let db = StateDb::open(&cfg.state).await?;
+    let db = Arc::new(StateDb::open(&cfg.state).await?);
     let metrics = Metrics::new();
     let mut worst = Exit::Ok;
     for job in &cfg.jobs {
