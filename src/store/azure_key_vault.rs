@@ -27,7 +27,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 use tracing::warn;
 
-use super::{Capabilities, ConnectionFormat, Placement, Precondition, Store, StoreError};
+use super::{Capabilities, ConnectionFormat, Placement, Precondition, Store, StoreError, prefixed};
 use crate::airflow::connection::{self, Reader};
 use crate::model::{
     Entry, Inventory, ItemError, ItemErrorKind, ItemId, Kind, Meta, Ownership, SecretValue, Value, Variable,
@@ -64,12 +64,12 @@ pub struct AzureKeyVaultConfig {
     /// `https://<vault>.vault.azure.net/`
     pub vault_url: String,
     /// Prefix of connection secrets; `false` disables connections (Airflow's `None`).
-    #[serde(default = "default_connections_prefix", deserialize_with = "prefix_or_false")]
+    #[serde(default = "prefixed::default_connections_prefix", deserialize_with = "prefixed::prefix_or_false")]
     pub connections_prefix: Option<String>,
     /// Prefix of variable secrets; `false` disables variables (Airflow's `None`).
-    #[serde(default = "default_variables_prefix", deserialize_with = "prefix_or_false")]
+    #[serde(default = "prefixed::default_variables_prefix", deserialize_with = "prefixed::prefix_or_false")]
     pub variables_prefix: Option<String>,
-    #[serde(default = "default_sep")]
+    #[serde(default = "prefixed::default_sep")]
     pub sep: String,
     #[serde(default)]
     pub credential: AzureCredentialKind,
@@ -90,31 +90,6 @@ pub struct AzureKeyVaultConfig {
     /// Treat secrets without our tags as untracked (overwritable) instead of foreign.
     #[serde(default)]
     pub adopt: bool,
-}
-
-fn default_connections_prefix() -> Option<String> {
-    Some("airflow-connections".into())
-}
-fn default_variables_prefix() -> Option<String> {
-    Some("airflow-variables".into())
-}
-fn default_sep() -> String {
-    "-".into()
-}
-
-/// TOML has no null: a prefix is a string, or `false` for Airflow's `None` (kind disabled).
-fn prefix_or_false<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        S(String),
-        B(bool),
-    }
-    match Raw::deserialize(d)? {
-        Raw::S(s) => Ok(Some(s)),
-        Raw::B(false) => Ok(None),
-        Raw::B(true) => Err(serde::de::Error::custom("a prefix is a string, or false to disable the kind")),
-    }
 }
 
 impl fmt::Debug for AzureKeyVaultConfig {
@@ -140,9 +115,9 @@ impl Default for AzureKeyVaultConfig {
     fn default() -> Self {
         Self {
             vault_url: String::new(),
-            connections_prefix: default_connections_prefix(),
-            variables_prefix: default_variables_prefix(),
-            sep: default_sep(),
+            connections_prefix: prefixed::default_connections_prefix(),
+            variables_prefix: prefixed::default_variables_prefix(),
+            sep: prefixed::default_sep(),
             credential: AzureCredentialKind::Auto,
             tenant_id: None,
             client_id: None,
@@ -204,10 +179,7 @@ impl AzureKeyVaultConfig {
     }
 
     fn prefix(&self, kind: Kind) -> Option<&str> {
-        match kind {
-            Kind::Variable => self.variables_prefix.as_deref(),
-            Kind::Connection => self.connections_prefix.as_deref(),
-        }
+        prefixed::of_kind(kind, &self.variables_prefix, &self.connections_prefix)
     }
 
     /// The name Airflow builds for `id` (`build_path` override, §5.5), valid or not; `None` when

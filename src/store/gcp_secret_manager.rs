@@ -24,7 +24,7 @@ use google_cloud_secretmanager_v1::model::{self as gsm, secret_version::State as
 use serde::Deserialize;
 use tracing::warn;
 
-use super::{Capabilities, ConnectionFormat, Placement, Precondition, Store, StoreError};
+use super::{Capabilities, ConnectionFormat, Placement, Precondition, Store, StoreError, prefixed};
 use crate::airflow::connection::{self, Reader};
 use crate::model::{
     Entry, Inventory, ItemError, ItemErrorKind, ItemId, Kind, Meta, Ownership, SecretValue, Value, Variable,
@@ -53,12 +53,12 @@ pub struct GcpSecretManagerConfig {
     #[serde(default)]
     pub project_id: Option<String>,
     /// Prefix of connection secrets; `false` disables connections (Airflow's `None`).
-    #[serde(default = "default_connections_prefix", deserialize_with = "prefix_or_false")]
+    #[serde(default = "prefixed::default_connections_prefix", deserialize_with = "prefixed::prefix_or_false")]
     pub connections_prefix: Option<String>,
     /// Prefix of variable secrets; `false` disables variables (Airflow's `None`).
-    #[serde(default = "default_variables_prefix", deserialize_with = "prefix_or_false")]
+    #[serde(default = "prefixed::default_variables_prefix", deserialize_with = "prefixed::prefix_or_false")]
     pub variables_prefix: Option<String>,
-    #[serde(default = "default_sep")]
+    #[serde(default = "prefixed::default_sep")]
     pub sep: String,
     /// `"automatic"` (default) or a list of locations for user-managed replication.
     #[serde(default)]
@@ -112,31 +112,6 @@ impl<'de> Deserialize<'de> for Replication {
     }
 }
 
-fn default_connections_prefix() -> Option<String> {
-    Some("airflow-connections".into())
-}
-fn default_variables_prefix() -> Option<String> {
-    Some("airflow-variables".into())
-}
-fn default_sep() -> String {
-    "-".into()
-}
-
-/// TOML has no null: a prefix is a string, or `false` for Airflow's `None` (kind disabled).
-fn prefix_or_false<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        S(String),
-        B(bool),
-    }
-    match Raw::deserialize(d)? {
-        Raw::S(s) => Ok(Some(s)),
-        Raw::B(false) => Ok(None),
-        Raw::B(true) => Err(serde::de::Error::custom("a prefix is a string, or false to disable the kind")),
-    }
-}
-
 impl fmt::Debug for GcpSecretManagerConfig {
     // The key dict holds a private key: show only whether it is set.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -160,9 +135,9 @@ impl Default for GcpSecretManagerConfig {
     fn default() -> Self {
         Self {
             project_id: None,
-            connections_prefix: default_connections_prefix(),
-            variables_prefix: default_variables_prefix(),
-            sep: default_sep(),
+            connections_prefix: prefixed::default_connections_prefix(),
+            variables_prefix: prefixed::default_variables_prefix(),
+            sep: prefixed::default_sep(),
             replication: Replication::Automatic,
             prune_versions: None,
             gcp_key_path: None,
@@ -258,10 +233,7 @@ impl GcpSecretManagerConfig {
     }
 
     fn prefix(&self, kind: Kind) -> Option<&str> {
-        match kind {
-            Kind::Variable => self.variables_prefix.as_deref(),
-            Kind::Connection => self.connections_prefix.as_deref(),
-        }
+        prefixed::of_kind(kind, &self.variables_prefix, &self.connections_prefix)
     }
 
     /// The secret id Airflow requests for `id`: `build_path(prefix, id, sep)`, verbatim (§5.4).

@@ -33,6 +33,8 @@ pub mod aws_ssm;
 pub mod gcp_secret_manager;
 #[cfg(feature = "azure")]
 pub mod azure_key_vault;
+#[cfg(any(feature = "gcp", feature = "azure"))]
+mod prefixed;
 
 /// The suite every store passes; public so integration tests and third-party stores run it.
 pub mod conformance;
