@@ -392,17 +392,20 @@ async fn verify(plan: &Plan, target: &dyn Store, report: &mut ApplyReport) {
     let ids: Vec<ItemId> = done.iter().map(|c| c.id.clone()).collect();
     let batch = caps.read_batch.max(1) * 50;
     let mut back = crate::model::Inventory::new();
+    // Items whose read-back failed are unverified (reported as mismatches); the other chunks are
+    // still read and compared.
+    let mut unread: std::collections::BTreeSet<&ItemId> = std::collections::BTreeSet::new();
     for chunk in ids.chunks(batch) {
         match target.read_back(chunk).await {
             Ok(inv) => back.extend(inv),
             Err(e) => {
-                warn!(error = %e, "read-back failed");
+                warn!(error = %e, items = chunk.len(), "read-back failed");
                 report.verify_mismatches.extend(chunk.iter().cloned());
-                return;
+                unread.extend(chunk.iter());
             }
         }
     }
-    for change in done {
+    for change in done.into_iter().filter(|c| !unread.contains(&c.id)) {
         let ok = match change.action {
             Action::Delete => back.get(&change.id).is_none(),
             _ => {
@@ -493,5 +496,36 @@ mod tests {
         assert_eq!(report.created, 40);
         // Every third item's first attempt was refused and retried once.
         assert_eq!(target.hook().throttled.load(Ordering::SeqCst), 13);
+    }
+
+    /// Refuses the first read-back call.
+    struct FirstReadBackFails(std::sync::atomic::AtomicBool);
+
+    impl crate::store::layered::Hook for FirstReadBackFails {
+        fn before(&self, store: &dyn std::fmt::Display, call: crate::store::layered::Call<'_>) -> Result<(), StoreError> {
+            if matches!(call, crate::store::layered::Call::ReadBack(_)) && !self.0.swap(true, Ordering::SeqCst) {
+                return Err(StoreError::Unavailable { store: store.to_string(), op: "read", reason: "connection reset".into() });
+            }
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_read_back_chunk_leaves_the_others_verified() {
+        use crate::model::{Entry, Inventory};
+        use crate::store::layered::Layer;
+        use crate::store::memory::MemoryStore;
+        // Read back 50 at a time (read_batch 1 × 50): 120 items are three chunks.
+        let caps = crate::store::Capabilities { read_batch: 1, ..MemoryStore::new("t").capabilities() };
+        let src: Inventory = (0..120).map(|i| Entry::variable(format!("v{i:03}"), format!("x{i}"))).collect();
+        let inner: Arc<dyn Store> = Arc::new(MemoryStore::with_capabilities("t", caps));
+        let target = Arc::new(Layer::new(inner, FirstReadBackFails(Default::default())));
+        let policy = crate::plan::Policy::new(crate::plan::Selection::all(), &crate::config::ApplyConfig::default());
+        let plan = plan::diff(&MemoryStore::new("s"), &src, target.as_ref(), &Inventory::new(), &policy);
+        let report = execute(&plan, target, &ApplyOptions::default(), Arc::new(NoJournal)).await;
+        assert_eq!(report.created, 120);
+        assert_eq!(report.verify_mismatches.len(), 50, "the chunk whose read-back failed is unverified");
+        assert_eq!(report.verified, 70, "the other two chunks were read back and compared");
+        assert_eq!(report.exit(), Exit::VerifyFailed);
     }
 }

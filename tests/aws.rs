@@ -486,16 +486,20 @@ async fn secrets_manager_deletes_with_a_recovery_window_and_pending_names_block_
     assert!(store.scan(Kind::Variable).await.unwrap().get(&id).is_none());
     store.delete(&id).await.expect("deleting a pending secret again is a no-op");
 
-    let err = store.write(&Entry::variable("doomed", "two"), &Precondition::Any).await.unwrap_err();
-    assert_eq!(item_kind(&err), ItemErrorKind::Blocked);
-    assert!(err.to_string().contains("scheduled for deletion"), "{err}");
-    assert!(err.to_string().contains("restore_pending_deletion"), "{err}");
+    // Both as a forced write and as a plan's create (the plan read the name as absent): blocked,
+    // with the way out, not a conflict a re-plan would meet again.
+    for pre in [Precondition::Any, Precondition::Absent] {
+        let err = store.write(&Entry::variable("doomed", "two"), &pre).await.unwrap_err();
+        assert_eq!(item_kind(&err), ItemErrorKind::Blocked, "{pre:?}: {err}");
+        assert!(err.to_string().contains("scheduled for deletion"), "{err}");
+        assert!(err.to_string().contains("restore_pending_deletion"), "{err}");
+    }
 
     let restoring = sm_store(&moto.endpoint(), json!({})).await;
     let mut cfg = restoring.config().clone();
     cfg.restore_pending_deletion = true;
     let restoring = AwsSecretsManagerStore::new(cfg).await.unwrap();
-    restoring.write(&Entry::variable("doomed", "two"), &Precondition::Any).await.unwrap();
+    restoring.write(&Entry::variable("doomed", "two"), &Precondition::Absent).await.unwrap();
     let d = raw.describe_secret().secret_id("airflow/variables/doomed").send().await.unwrap();
     assert!(d.deleted_date().is_none(), "restored");
     let inv = store.read(std::slice::from_ref(&id)).await.unwrap();

@@ -514,7 +514,7 @@ impl AwsSecretsManagerStore {
         req.send().await
     }
 
-        async fn describe(&self, name: &str) -> Result<Option<Existing>, StoreError> {
+    async fn describe(&self, name: &str) -> Result<Option<Existing>, StoreError> {
         match self.client.describe_secret().secret_id(name).send().await {
             Ok(out) => Ok(Some(Existing {
                 ownership: ownership(out.tags()),
@@ -763,14 +763,16 @@ impl Store for AwsSecretsManagerStore {
         let _permit = self.permits.acquire().await.expect("semaphore never closed");
         let conflict = || StoreError::Conflict { store: self.to_string(), id: entry.id.clone() };
         if matches!(pre, Precondition::Absent) {
-            // The plan saw no secret: CreateSecret alone, which fails if the name exists (ours,
-            // someone else's, or pending deletion). One call instead of DescribeSecret + create.
+            // The plan saw no secret: CreateSecret alone, one call instead of DescribeSecret +
+            // create. When the name is taken (ResourceExistsException; InvalidRequestException
+            // when it is pending deletion, which scans read as absent), the path below describes
+            // it and decides: a conflict, or a pending deletion to report or restore.
             match self.create(&name, &entry.id, value.expose_plaintext()).await {
-                Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_exists_exception() || s.is_invalid_request_exception()) => {
-                    return Err(conflict());
-                }
-                Err(e) => return Err(self.classify("CreateSecret", &name, e)),
                 Ok(_) => return Ok(()),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_resource_exists_exception() || s.is_invalid_request_exception()) => {}
+                Err(e) => return Err(self.classify("CreateSecret", &name, e)),
             }
         }
         let Some(existing) = self.describe(&name).await? else {
@@ -783,7 +785,8 @@ impl Store for AwsSecretsManagerStore {
                 Err(e) => Err(self.classify("CreateSecret", &name, e)),
             };
         };
-        if matches!(pre, Precondition::Absent) {
+        // A secret pending deletion is absent to Airflow and to our scans: `Absent` still holds.
+        if matches!(pre, Precondition::Absent) && !existing.pending_deletion {
             return Err(conflict());
         }
         if existing.ownership == Ownership::Foreign && !self.cfg.adopt {
