@@ -306,6 +306,7 @@ async fn migrate_from(
             prune: p.prune,
             adopt: p.adopt,
             max_deletes: p.max_deletes,
+            fidelity: policy.fidelity,
         };
         saved.file = Some(pf);
     }
@@ -321,7 +322,9 @@ async fn migrate_from(
         target_cfg.set_adopt(true);
     }
     policy.adopt |= target_cfg.adopt();
-    let target = registry::open_config(target_cfg).await.context("opening the target")?;
+    policy.fidelity = registry::fidelity(target).context("opening the target")?;
+    let target =
+        registry::open_config_with_reader(target_cfg, policy.fidelity.readers.primary()).await.context("opening the target")?;
     // Fault injection for the crash tests (AIRFLOW_SECRETS_SYNC_FAULT_ABORT_AFTER); a no-op otherwise.
     let target = stats.layer(crate::store::layered::from_env(target));
     let needs_key = (args.apply && !args.no_snapshot) || args.out.is_some() || saved.file.is_some();
@@ -519,7 +522,8 @@ pub async fn rollback(cfg: &Config, args: &crate::cli::RollbackArgs, out: &mut (
     let run = safety.db.run(&args.run).await?;
     let mut target_cfg = registry::parse(&cfg.target).context("opening the target")?;
     target_cfg.set_adopt(true);
-    let target = registry::open_config(target_cfg).await.context("opening the target")?;
+    let plan_reader = registry::fidelity(&cfg.target).context("opening the target")?.readers.primary();
+    let target = registry::open_config_with_reader(target_cfg, plan_reader).await.context("opening the target")?;
     let target = crate::store::layered::from_env(target);
     if target.identity() != run.target {
         return Err(AppError::Usage(format!(
@@ -550,7 +554,15 @@ pub async fn rollback(cfg: &Config, args: &crate::cli::RollbackArgs, out: &mut (
     tgt_inv.retain(|id| touched.contains(id));
     let mut src_inv = present;
     src_inv.retain(|id| touched.contains(id));
-    let policy = Policy { selection: Selection::all(), prune: true, adopt: true, max_deletes: usize::MAX };
+    // Put back exactly what the target held, as its own reader read it.
+    let readers = crate::airflow::fidelity::Readers::only(&[plan_reader]);
+    let policy = Policy {
+        selection: Selection::all(),
+        prune: true,
+        adopt: true,
+        max_deletes: usize::MAX,
+        fidelity: crate::airflow::fidelity::Fidelity { readers, ..Default::default() },
+    };
     let plan = plan::diff(source.as_ref(), &src_inv, target.as_ref(), &tgt_inv, &policy);
     if args.json {
         render::write_json(&plan, out)?;

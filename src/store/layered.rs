@@ -118,6 +118,13 @@ impl<H: Hook> Store for Layer<H> {
     fn locate(&self, id: &ItemId) -> Placement {
         self.inner.locate(id)
     }
+    fn read_as(
+        &self,
+        entry: &Entry,
+        readers: &[crate::airflow::connection::Reader],
+    ) -> Result<Vec<Result<crate::model::Value, crate::model::ItemError>>, crate::model::ItemError> {
+        self.inner.read_as(entry, readers)
+    }
     async fn scan(&self, kind: Kind) -> Result<Inventory, StoreError> {
         self.call(Call::Scan(kind), self.inner.scan(kind)).await
     }
