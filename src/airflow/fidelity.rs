@@ -151,7 +151,8 @@ pub fn differences(source: &Value, read: &Value) -> Vec<Difference> {
     }
 }
 
-/// [`differences`] for two connections.
+/// [`differences`] for two connections, in Airflow's field order (conn_type, description, host,
+/// login, password, schema, port, extra).
 pub fn connection_differences(a: &Connection, b: &Connection) -> Vec<Difference> {
     let mut out = Vec::new();
     let (ta, tb) = (s(&a.conn_type), s(&b.conn_type));
@@ -167,6 +168,14 @@ pub fn connection_differences(a: &Connection, b: &Connection) -> Vec<Difference>
             d("conn_type", "reads back as no conn_type")
         } else {
             d("conn_type", "reads back differently")
+        });
+    }
+    let (da, db) = (s(&a.description), s(&b.description));
+    if da != db {
+        out.push(if db.is_empty() {
+            d("description", "the target does not give descriptions back to Airflow")
+        } else {
+            d("description", "reads back differently")
         });
     }
     let (ha, hb) = (s(&a.host), s(&b.host));
@@ -195,14 +204,6 @@ pub fn connection_differences(a: &Connection, b: &Connection) -> Vec<Difference>
     }
     if !connection::extra_equivalent(secret(&a.extra), secret(&b.extra)) {
         out.push(d("extra", "reads back differently (URI query values JSON-decoded, or a non-object extra)"));
-    }
-    let (da, db) = (s(&a.description), s(&b.description));
-    if da != db {
-        out.push(if db.is_empty() {
-            d("description", "the target does not give descriptions back to Airflow")
-        } else {
-            d("description", "reads back differently")
-        });
     }
     out
 }
