@@ -323,6 +323,12 @@ async fn migrate_from(
     }
     policy.adopt |= target_cfg.adopt();
     policy.fidelity = registry::fidelity(target).context("opening the target")?;
+    if policy.fidelity.auto_readers
+        && let Some(version) = source.airflow_version()
+    {
+        policy.fidelity.readers = crate::airflow::fidelity::Readers::for_airflow_version(version);
+        info!(airflow = version, readers = %policy.fidelity.readers.describe(), "readers from the source metastore's schema");
+    }
     let target =
         registry::open_config_with_reader(target_cfg, policy.fidelity.readers.primary()).await.context("opening the target")?;
     // Fault injection for the crash tests (AIRFLOW_SECRETS_SYNC_FAULT_ABORT_AFTER); a no-op otherwise.

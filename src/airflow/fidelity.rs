@@ -102,6 +102,16 @@ impl Readers {
         self.0.iter().map(|r| reader_id(*r)).collect()
     }
 
+    /// The readers of an Airflow release (`"2.10.5"`, `"3.3.0"`, as [`crate::airflow::metastore`]
+    /// names it from the schema's alembic revision).
+    pub fn for_airflow_version(version: &str) -> Self {
+        match version.split('.').next() {
+            Some("2") => Self::only(&[Reader::Orm2]),
+            Some("3") => Self::only(&[Reader::Orm3, Reader::Sdk]),
+            _ => Self::all(),
+        }
+    }
+
     /// For the plan header.
     pub fn describe(&self) -> String {
         self.0.iter().map(|r| reader_label(*r)).collect::<Vec<_>>().join(", ")
@@ -258,6 +268,9 @@ pub const DEFAULT_LEGACY_KEY: &str = "legacy_extra";
 pub struct Fidelity {
     pub readers: Readers,
     pub legacy_extra: LegacyExtra,
+    /// `airflow_readers = ["auto"]` (what `--from-airflow-env` sets): the readers of the Airflow
+    /// version whose migrations the source metastore carries; every reader when it is unknown.
+    pub auto_readers: bool,
 }
 
 /// The `[target]` keys that configure [`Fidelity`] rather than the store.
@@ -266,8 +279,13 @@ pub const FIDELITY_KEYS: &[&str] = &["airflow_readers", "legacy_extra", "legacy_
 impl Fidelity {
     /// From a store's TOML table (its other keys are the store's own).
     pub fn from_table(t: &toml::Table) -> Result<Self, String> {
+        let mut auto_readers = false;
         let readers = match t.get("airflow_readers") {
             None => Readers::all(),
+            Some(toml::Value::Array(a)) if a.len() == 1 && a[0].as_str() == Some("auto") => {
+                auto_readers = true;
+                Readers::all()
+            }
             Some(toml::Value::Array(a)) => {
                 let names: Vec<&str> = a
                     .iter()
@@ -287,7 +305,7 @@ impl Fidelity {
             Some(Some("wrap")) => LegacyExtra::Wrap(key),
             _ => return Err("legacy_extra must be \"refuse\" (default) or \"wrap\"".into()),
         };
-        Ok(Self { readers, legacy_extra })
+        Ok(Self { readers, legacy_extra, auto_readers })
     }
 }
 

@@ -876,6 +876,10 @@ fn classify_connect(e: sqlx::Error, store: &str, url: &MetastoreUrl) -> StoreErr
 
 #[async_trait]
 impl Store for MetastoreStore {
+    fn airflow_version(&self) -> Option<&'static str> {
+        self.schema().airflow_version()
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             read_only: false,

@@ -233,6 +233,12 @@ pub trait Store: fmt::Display + Send + Sync {
         Ok(read_as_by_format(&self.capabilities(), entry, readers))
     }
 
+    /// The Airflow release this store's contents were last migrated by, where the store knows
+    /// (a metastore's alembic revision); `airflow_readers = ["auto"]` picks readers from it.
+    fn airflow_version(&self) -> Option<&'static str> {
+        None
+    }
+
     async fn scan(&self, kind: Kind) -> Result<Inventory, StoreError>;
 
     async fn read(&self, ids: &[ItemId]) -> Result<Inventory, StoreError> {
