@@ -83,14 +83,41 @@ impl Safety {
             let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
             self.key.fingerprint(&refs)
         };
+        // Only an interrupted run (status `applying`: killed, or stopped by an unavailable
+        // backend) is continued. A finished, failed or rolled-back run is history: resuming it
+        // would stretch one snapshot over days of later changes.
         let previous: Option<RunRecord> = match resume {
-            Some(r) => Some(self.db.run(r).await?),
+            Some(r) => {
+                let prev = self.db.run(r).await?;
+                if prev.status != RunStatus::Applying {
+                    return Err(AppError::Usage(format!(
+                        "run {r} is {}: only an interrupted (applying) run can be resumed; apply without --resume to start a new run",
+                        prev.status.as_str()
+                    ))
+                    .into());
+                }
+                if prev.kind != kind.as_str() {
+                    return Err(AppError::Usage(format!("run {r} is a {} run, not a {} run", prev.kind, kind.as_str())).into());
+                }
+                Some(prev)
+            }
             None if kind == RunKind::Migrate => self.db.incomplete_run(&target_id).await?,
             None => None,
         };
         if let Some(prev) = &previous {
             if prev.target != target_id {
                 return Err(AppError::Usage(format!("run {} was applied to {}, not to {target_id}", prev.id, prev.target)).into());
+            }
+            // One run, one key: its snapshot rows must all open with the key rollback will use.
+            if prev.key_id != self.key.id() {
+                return Err(AppError::Usage(format!(
+                    "run {} on {target_id} did not finish and was recorded under another snapshot key (key id {}; this key is {}): \
+                     configure the key it was recorded with to resume it or to roll it back",
+                    prev.id,
+                    prev.key_id,
+                    self.key.id()
+                ))
+                .into());
             }
             if resume.is_none() && prev.source != plan.source {
                 return Err(AppError::Usage(format!(
@@ -154,8 +181,14 @@ impl Safety {
         Ok(ActiveRun { run_id, resumed: previous.is_some(), journal, _lock: lock })
     }
 
+    /// Record how the run ended: done; interrupted (still `applying`, resumed by the next apply)
+    /// when it stopped on throttled or unavailable writes, which are safe to re-run; else failed.
     pub async fn finish(&self, run: &ActiveRun, report: &ApplyReport) -> Result<(), StateError> {
-        let status = if report.exit() == Exit::Ok { RunStatus::Done } else { RunStatus::Failed };
+        let status = match report.exit() {
+            Exit::Ok => RunStatus::Done,
+            Exit::Throttled => return Ok(()),
+            _ => RunStatus::Failed,
+        };
         self.db.set_run_status(&run.run_id, status).await
     }
 
