@@ -212,3 +212,47 @@ impl Safety {
 pub fn no_journal() -> Arc<dyn Journal> {
     Arc::new(NoJournal)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::ItemFailure;
+    use crate::config::ApplyConfig;
+    use crate::model::Entry;
+    use crate::plan::{Policy, Selection, diff};
+    use crate::store::memory::MemoryStore;
+
+    fn failed(retryable: bool, exit: Exit) -> ApplyReport {
+        let failure = ItemFailure { id: ItemId::variable("a"), exit, retryable, message: "write failed".into() };
+        ApplyReport { failures: vec![failure], ..ApplyReport::default() }
+    }
+
+    /// A run cut off by throttling or an unavailable backend (exit 11) is interrupted, and the
+    /// next apply resumes it; a run that finished with other failures is done with: the next
+    /// apply starts a run (and a snapshot) of its own.
+    #[tokio::test]
+    async fn only_a_run_cut_off_by_an_unavailable_backend_stays_resumable() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(StateDb::open_sqlite(&dir.path().join("state.db")).await.unwrap());
+        let s = Safety { db, key: SnapshotKey::parse(&"ab".repeat(32)).unwrap() };
+        let (src, tgt) = (MemoryStore::new("s"), MemoryStore::new("t"));
+        let src_inv: Inventory = [Entry::variable("a", "1")].into_iter().collect();
+        let tgt_inv = Inventory::new();
+        let plan = diff(&src, &src_inv, &tgt, &tgt_inv, &Policy::new(Selection::all(), &ApplyConfig::default()));
+        let begin = || async { s.begin(&plan, &tgt, &tgt_inv, RunKind::Migrate, None, None, s.lock(&tgt).await.unwrap()).await.unwrap() };
+
+        let run = begin().await;
+        s.finish(&run, &failed(true, Exit::Throttled)).await.unwrap();
+        let id = run.run_id.clone();
+        drop(run);
+        assert_eq!(s.db.run(&id).await.unwrap().status, RunStatus::Applying);
+        let again = begin().await;
+        assert!(again.resumed && again.run_id == id);
+
+        s.finish(&again, &failed(false, Exit::PermissionDenied)).await.unwrap();
+        drop(again);
+        assert_eq!(s.db.run(&id).await.unwrap().status, RunStatus::Failed);
+        let third = begin().await;
+        assert!(!third.resumed && third.run_id != id, "a failed run is not resumed");
+    }
+}
