@@ -22,7 +22,8 @@ use crate::model::{Inventory, ItemId, Kind};
 use crate::plan::{Plan, Selection};
 use crate::state::SnapshotKey;
 
-pub const FORMAT: u32 = 1;
+/// 2: the file carries a MAC (`mac`) and refuses unknown fields.
+pub const FORMAT: u32 = 2;
 
 /// The policy a plan was made under; applying it uses this, not the flags of the day.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -179,7 +180,9 @@ impl PlanFile {
         if key.verify_plan_mac(&self.canonical(), &self.mac) {
             return Ok(());
         }
-        let why = if self.key_id != key.id() {
+        let why = if self.mac.is_empty() {
+            "it carries no MAC".to_string()
+        } else if self.key_id != key.id() {
             format!("it names snapshot key {}, this key is {}", self.key_id, key.id())
         } else {
             "the file was changed after it was saved".to_string()
