@@ -194,6 +194,14 @@ impl Safety {
 
     /// The snapshot of `run_id` as (what was present, ids that were absent, ids unreadable then).
     pub async fn snapshot_of(&self, run: &RunRecord) -> Result<(Inventory, Vec<ItemId>, Vec<ItemId>), StateError> {
+        if run.snapshot && run.key_id != self.key.id() {
+            return Err(StateError::Key(format!(
+                "run {} was recorded under another snapshot key (key id {}; this key is {}): configure that key",
+                run.id,
+                run.key_id,
+                self.key.id()
+            )));
+        }
         let priors = self.db.load_snapshot(&self.key, &run.id, &run.target).await?;
         let mut present = Inventory::new();
         let (mut absent, mut unreadable) = (Vec::new(), Vec::new());

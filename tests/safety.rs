@@ -417,6 +417,10 @@ async fn an_interrupted_run_is_not_resumed_under_another_snapshot_key() {
         assert!(text(&o).contains(&first) && text(&o).contains("another snapshot key"), "{}", text(&o));
         assert_eq!(std::fs::read(d.join("variables.json")).ok(), before, "nothing is written");
     }
+    // Its snapshot opens with its own key only, and the refusal says so.
+    let o = run(d, &["rollback", &first, "--plan"], &[]);
+    assert_eq!(code(&o), 3, "{}", text(&o));
+    assert!(text(&o).contains("another snapshot key"), "{}", text(&o));
     // With its own key it resumes.
     std::fs::write(d.join("config.toml"), original_cfg).unwrap();
     let o = run(d, &["migrate", "--apply"], &[]);
