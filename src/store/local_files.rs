@@ -416,6 +416,9 @@ impl Store for LocalFilesStore {
             }
             if let Some(side) = self.side(kind) {
                 self.flush_side(kind, side, &changes)?;
+                if pending.keys().any(|id| id.kind != kind) {
+                    crate::fault::kill_point(crate::fault::LOCAL_FILES_FLUSH);
+                }
             }
             pending.retain(|id, _| id.kind != kind);
         }

@@ -1023,6 +1023,7 @@ impl Store for MetastoreStore {
                         }
                     }
                 }
+                crate::fault::kill_point(crate::fault::METASTORE_TX);
                 tx.commit().await.map_err(|e| self.err_backend("commit", e))?;
             }};
         }
