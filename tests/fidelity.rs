@@ -227,3 +227,35 @@ async fn plan_losses_equal_what_verify_finds_after_apply() {
         assert!(!predicted.is_empty() || name == "local json", "{name}: the case has losses to compare");
     }
 }
+
+/// `--from-airflow-env` sets `airflow_readers = ["auto"]`: a metastore made by Airflow 2.10.5 is
+/// planned for the Airflow 2 reader only, one made by 3.3.2 for Airflow 3's, and the plan says so.
+#[test]
+fn from_airflow_env_predicts_for_the_readers_of_the_metastores_airflow() {
+    for (db, want) in [("airflow-2.10.5.db", vec!["airflow2"]), ("airflow-3.3.2.db", vec!["airflow3", "task-sdk"])] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/metastore");
+        let manifest: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(data.join(format!("{db}.MANIFEST.json"))).unwrap()).unwrap();
+        std::fs::copy(data.join(db), dir.path().join(db)).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_airflow-secrets-sync"))
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("AIRFLOW_HOME", dir.path())
+            .env("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", format!("sqlite:///{}", dir.path().join(db).display()))
+            .env("AIRFLOW__CORE__FERNET_KEY", manifest["fernet_key"].as_str().unwrap())
+            .env("AIRFLOW__SECRETS__BACKEND", "airflow.secrets.local_filesystem.LocalFilesystemBackend")
+            .env(
+                "AIRFLOW__SECRETS__BACKEND_KWARGS",
+                format!(r#"{{"connections_file_path": "{}"}}"#, dir.path().join("c.json").display()),
+            )
+            .args(["--from-airflow-env", "migrate", "--plan", "--json"])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let plan: serde_json::Value = serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("{db}: {e}\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+        assert_eq!(plan["readers"], serde_json::json!(want), "{db}");
+    }
+}
