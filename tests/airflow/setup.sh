@@ -13,7 +13,7 @@
 # needs, so `pip check` reports missing google extras: expected.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-PY="${PYTHON:-python3}"
+PY="${PYTHON:-$(command -v python3.11 || echo python3)}"  # the freezes are for Python 3.11
 AF3="${AF3-$HOME/.cache/airflow-venvs/af3}"
 AF2="${AF2-$HOME/.cache/airflow-venvs/af2}"
 
