@@ -12,6 +12,10 @@
 //! `AIRFLOW_TIER_VENVS`). Without them it skips with a message, except under `CI=true`, where it
 //! fails. `AIRFLOW_TIER_SEED` replays a run. Run alone: `cargo test --all-features --test real_airflow`.
 
+#[path = "support/azure_https.rs"]
+mod azure_https;
+#[path = "support/fake_azure.rs"]
+mod fake_azure;
 #[path = "support/fake_gcp.rs"]
 mod fake_gcp;
 #[path = "support/moto_server.rs"]
@@ -95,9 +99,13 @@ fn generate(dir: &Path, tag: &'static str, venv: PathBuf, reader: &'static str, 
     let mut args = vec!["--db", db.to_str().unwrap(), "--out", out.to_str().unwrap(), "--seed", &seed_s];
     args.extend_from_slice(extra);
     let o = python(&venv, "generate.py", &args, &[], &home);
-    // The generator prints the seed and counts only; its stderr is Airflow's logging (no values).
-    assert!(o.status.success(), "generator ({tag}, seed {seed}) failed:\n{}", String::from_utf8_lossy(&o.stderr));
-    eprintln!("{tag}: {}", String::from_utf8_lossy(&o.stdout).trim());
+    // Airflow's own output may quote values (tracebacks): it stays in a file.
+    let log = dir.join(format!("generate-{tag}.log"));
+    std::fs::write(&log, [o.stdout.as_slice(), o.stderr.as_slice()].concat()).unwrap();
+    assert!(o.status.success(), "generator ({tag}, seed {seed}) failed; its output is in {}", log.display());
+    for line in String::from_utf8_lossy(&o.stdout).lines().filter(|l| l.starts_with("seed=") || l.starts_with("seeded ")) {
+        eprintln!("{tag}: {line}");
+    }
     let manifest = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     Metastore { tag, reader, manifest }
 }
@@ -111,6 +119,8 @@ struct Target {
     patch: Option<&'static str>,
     env_file: Option<PathBuf>,
     files: Vec<PathBuf>,
+    /// Environment of the binary for this target.
+    env: Vec<(&'static str, String)>,
 }
 
 struct Servers {
@@ -118,7 +128,11 @@ struct Servers {
     moto: moto_server::MotoServer,
     gcp: fake_gcp::FakeGcp,
     gcp_token_uri: String,
+    /// HTTPS_PROXY, the CA bundle and a PATH with the fake `az`, for clients of the Azure fake.
+    azure_env: Vec<(&'static str, String)>,
 }
+
+const AZURE_VAULT: &str = "https://fakevault.vault.azure.net/";
 
 fn tv(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
@@ -147,6 +161,7 @@ fn targets(m: &Metastore, dir: &Path, s: &Servers) -> Vec<Target> {
             patch: None,
             env_file: None,
             files: vec![],
+            env: vec![],
         });
     }
     for (name, kind, class, cp, vp) in [
@@ -169,6 +184,7 @@ fn targets(m: &Metastore, dir: &Path, s: &Servers) -> Vec<Target> {
             patch: None,
             env_file: None,
             files: vec![],
+            env: vec![],
         });
     }
     for ext in ["json", "yaml", "env"] {
@@ -187,6 +203,7 @@ fn targets(m: &Metastore, dir: &Path, s: &Servers) -> Vec<Target> {
             patch: None,
             env_file: None,
             files: vec![v, c],
+            env: vec![],
         });
     }
     let env_path = dir.join(format!("{tag}-airflow.env"));
@@ -198,6 +215,7 @@ fn targets(m: &Metastore, dir: &Path, s: &Servers) -> Vec<Target> {
         patch: None,
         env_file: Some(env_path),
         files: vec![],
+        env: vec![],
     });
     let key = json!({"type": "authorized_user", "client_id": "tier", "client_secret": "tier", "refresh_token": "tier",
         "token_uri": s.gcp_token_uri});
@@ -217,13 +235,32 @@ fn targets(m: &Metastore, dir: &Path, s: &Servers) -> Vec<Target> {
         patch: Some("gcp"),
         env_file: None,
         files: vec![],
+        env: vec![],
+    });
+    let (cp, vp) = (format!("{tag}-connections"), format!("{tag}-variables"));
+    out.push(Target {
+        name: "azure-key-vault".into(),
+        toml: format!(
+            "[target]\nkind = \"azure_key_vault\"\nvault_url = {}\nconnections_prefix = {}\nvariables_prefix = {}\n\
+             credential = \"azure_cli\"\n",
+            tv(AZURE_VAULT),
+            tv(&cp),
+            tv(&vp)
+        ),
+        class: "airflow.providers.microsoft.azure.secrets.key_vault.AzureKeyVaultBackend".into(),
+        kwargs: json!({"vault_url": AZURE_VAULT, "connections_prefix": cp, "variables_prefix": vp}),
+        patch: Some("azure"),
+        env_file: None,
+        files: vec![],
+        env: s.azure_env.clone(),
     });
     out
 }
 
-fn run_bin(dir: &Path, args: &[&str]) -> (i32, String, String) {
+fn run_bin(dir: &Path, args: &[&str], env: &[(&str, String)]) -> (i32, String, String) {
     let o = Command::new(BIN)
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .current_dir(dir)
         .env_remove("AIRFLOW__CORE__FERNET_KEY")
         .env_remove("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
@@ -247,15 +284,15 @@ fn migrate(m: &Metastore, t: &Target, dir: &Path, findings: &mut Vec<check::Find
     );
     std::fs::write(run_dir.join("config.toml"), cfg).unwrap();
     let target = format!("{}@{}", t.name, m.tag);
-    let (code, out, err) = run_bin(&run_dir, &["migrate", "--plan", "--json"]);
+    let (code, out, err) = run_bin(&run_dir, &["migrate", "--plan", "--json"], &t.env);
     let Ok(plan) = serde_json::from_str::<J>(&out) else {
         panic!("{target}: the first plan is not JSON (exit {code}): {}", err.trim());
     };
-    let (code, out, err) = run_bin(&run_dir, &["migrate", "--apply", "--skip-errored"]);
+    let (code, out, err) = run_bin(&run_dir, &["migrate", "--apply", "--skip-errored"], &t.env);
     if ![0, 10, 13, 14].contains(&code) {
         findings.push(check::Finding::new(&target, "-", "-", "apply", format!("exit {code}: {}", one_line(&out, &err))));
     }
-    let (code, out, err) = run_bin(&run_dir, &["migrate", "--plan", "--json"]);
+    let (code, out, err) = run_bin(&run_dir, &["migrate", "--plan", "--json"], &t.env);
     match serde_json::from_str::<J>(&out) {
         Ok(again) => {
             for c in again["changes"].as_array().into_iter().flatten() {
@@ -287,8 +324,12 @@ fn read_back(venv: &Path, reader: &str, jobs: &J, env: &[(&str, String)], dir: &
     let o = python(venv, "readback.py", &args, env, &home);
     let log = dir.join(format!("readback-{reader}.stderr"));
     std::fs::write(&log, &o.stderr).unwrap();
-    // stdout: counts and per-job timings only.
-    eprint!("{}", String::from_utf8_lossy(&o.stdout));
+    // Airflow 3 logs to stdout: keep it in a file; echo only the harness's own `tier:` lines
+    // (counts and timings).
+    std::fs::write(dir.join(format!("readback-{reader}.stdout")), &o.stdout).unwrap();
+    for line in String::from_utf8_lossy(&o.stdout).lines().filter(|l| l.starts_with("tier: ")) {
+        eprintln!("{line}");
+    }
     // stderr may quote values (Airflow's own tracebacks): it stays in the file, never in the output.
     assert!(o.status.success(), "the {reader} read-back harness failed (exit {:?}); its stderr is in {}", o.status.code(), log.display());
     std::fs::read_to_string(&out_path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
@@ -314,14 +355,28 @@ async fn real_airflow_reads_back_what_the_plan_promised() {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| rand::random::<u32>() as u64);
     eprintln!("real_airflow: seed {seed} (replay with AIRFLOW_TIER_SEED={seed})");
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
+    // Kept when the test fails (metastores, configs, harness logs); removed when it passes.
+    let kept = tempfile::Builder::new().prefix("real-airflow-").tempdir().unwrap().keep();
+    let dir = kept.as_path();
     let started = std::time::Instant::now();
 
     let m3 = generate(dir, "af3", af3.clone(), "airflow3", seed, &["--variables", "150", "--connections", "200"]);
     let m2 = generate(dir, "af2", af2.clone(), "airflow2", seed, &["--variables", "50", "--connections", "80", "--legacy"]);
 
+    // Azure: the fake behind an HTTPS CONNECT proxy with a test CA made by the venv's cryptography.
+    let tls = dir.join("tls");
+    std::fs::create_dir_all(&tls).unwrap();
+    let o = python(&af3, "make_ca.py", &[tls.to_str().unwrap(), "fakevault.vault.azure.net"], &[], &dir.join("home-ca"));
+    assert!(o.status.success(), "make_ca.py failed: {}", String::from_utf8_lossy(&o.stderr));
+    let proxy = azure_https::start(fake_azure::FakeAzure::new(), &tls.join("server.pem"), &tls.join("server.key")).await;
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    azure_https::fake_az(&bin);
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let ca = tls.join("ca.pem").display().to_string();
+    let azure_env = vec![("HTTPS_PROXY", proxy.clone()), ("SSL_CERT_FILE", ca.clone()), ("PATH", path)];
     let servers = Servers {
+        azure_env,
         vault: vault_server::VaultServer::start(),
         moto: moto_server::MotoServer::start(),
         gcp: fake_gcp::FakeGcp::start().await,
@@ -344,6 +399,8 @@ async fn real_airflow_reads_back_what_the_plan_promised() {
     eprintln!("real_airflow: migrated in {:?}", started.elapsed());
 
     let aws = |v: &mut Vec<(&str, String)>| {
+        v.push(("HTTPS_PROXY", proxy.clone()));
+        v.push(("REQUESTS_CA_BUNDLE", ca.clone()));
         v.push(("AWS_ENDPOINT_URL", servers.moto.endpoint()));
         v.push(("AWS_ACCESS_KEY_ID", "testing".into()));
         v.push(("AWS_SECRET_ACCESS_KEY", "testing".into()));
@@ -384,8 +441,8 @@ async fn real_airflow_reads_back_what_the_plan_promised() {
     eprintln!("real_airflow: {} items per reader, done in {:?}", m3.ids("variable").len() + m3.ids("connection").len()
         + m2.ids("variable").len() + m2.ids("connection").len(), started.elapsed());
     if !findings.is_empty() {
-        // Keep the run's files (metastores, configs, harness logs) for a look.
-        let kept = tmp.keep();
         panic!("real_airflow (seed {seed}; files kept in {}):\n{}", kept.display(), check::table(&findings));
     }
+    drop(servers);
+    let _ = std::fs::remove_dir_all(dir);
 }

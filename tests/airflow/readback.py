@@ -224,9 +224,9 @@ def main() -> int:
         check_files(job, args.reader, emit)
         t0 = time.monotonic()
         read_all(backend, job["name"], args.reader, job.get("variables", []), job.get("connections", []), emit)
-        print(f"{args.reader}: {job['name']}: {time.monotonic() - t0:.1f}s", flush=True)
+        print(f"tier: {args.reader}: {job['name']}: {time.monotonic() - t0:.1f}s", flush=True)
     out.close()
-    print(f"{args.reader}: {count} records")
+    print(f"tier: {args.reader}: {count} records")
     return 0
 
 

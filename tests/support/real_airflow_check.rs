@@ -63,8 +63,13 @@ fn conn_diff(want: &J, got: &J) -> Vec<(String, String)> {
         let (a, b) = (&want[f], &got[f]);
         let same = a == b || (BLANKABLE.contains(&f) && blank(a) && blank(b));
         if !same {
-            let shape = if blank(b) && !blank(a) { "emptied" } else if blank(a) { "filled" } else { "differs" };
-            out.push((f.to_string(), shape.to_string()));
+            let shape = |v: &J| match v {
+                J::Null => "None",
+                J::String(s) if s.is_empty() => "''",
+                _ => "set",
+            };
+            let what = if blank(a) || blank(b) { format!("{} -> {}", shape(a), shape(b)) } else { "differs".into() };
+            out.push((f.to_string(), what));
         }
     }
     let (a, b) = (&want["port"], &got["port"]);
