@@ -446,3 +446,44 @@ async fn real_airflow_reads_back_what_the_plan_promised() {
     drop(servers);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The comparison rules themselves (no venvs needed): None and '' alike for blankable fields, port
+/// 0 vs None and conn_type normalisation are differences, extra compared as parsed JSON, a loss
+/// covers only the readers it names (all when it names none), an error covers everything.
+#[test]
+fn comparison_rules() {
+    let conn = |reader: &str, job: &str, c: J| json!({"job": job, "reader": reader, "kind": "connection", "id": "c", "found": true, "conn": c});
+    let src = json!({"conn_type": "postgresql", "host": "", "login": null, "password": "", "schema": null,
+        "port": 0, "extra": "{\"a\": 1, \"b\": [1, 2]}", "description": null});
+    let back = json!({"conn_type": "postgres", "host": null, "login": "", "password": null, "schema": "",
+        "port": null, "extra": "{\"b\": [1, 2], \"a\": 1}", "description": ""});
+    let plan = |losses: J| json!({"changes": [{"id": {"kind": "connection", "id": "c"}, "action": "create", "losses": losses}]});
+    let run = |losses: J, reader: &str| {
+        let records = vec![conn("airflow3", "source", src.clone()), conn(reader, "t@af3", back.clone())];
+        let plans = BTreeMap::from([("t@af3".to_string(), ("af3", plan(losses)))]);
+        let mut f = Vec::new();
+        check::compare(&records, &plans, &BTreeMap::from([("af3", "airflow3")]), &mut f);
+        let mut fields: Vec<String> = f.iter().map(|f| f.field.clone()).collect();
+        fields.sort();
+        fields
+    };
+    assert_eq!(run(json!([]), "airflow3"), ["conn_type", "port"]);
+    let losses = json!([{"field": "port", "what": "-", "readers": ["airflow3"]}, {"field": "conn_type", "what": "-"}]);
+    assert!(run(losses.clone(), "airflow3").is_empty());
+    assert_eq!(run(losses, "task-sdk"), ["port"], "a loss names its readers");
+    let errored = json!({"changes": [{"id": {"kind": "connection", "id": "c"}, "action": "error"}]});
+    let records = vec![conn("airflow3", "source", src.clone()), conn("airflow2", "t@af3", back.clone())];
+    let mut f = Vec::new();
+    check::compare(&records, &BTreeMap::from([("t@af3".to_string(), ("af3", errored))]), &BTreeMap::from([("af3", "airflow3")]), &mut f);
+    assert_eq!(f.len(), 1, "an errored item must not be in the target");
+    assert!(f[0].got.contains("errored"));
+    let mut other = back.clone();
+    other["extra"] = json!("this is not json");
+    let records = vec![conn("airflow3", "source", src.clone()), conn("airflow3", "t@af3", other)];
+    let mut f2 = Vec::new();
+    let plans = BTreeMap::from([("t@af3".to_string(), ("af3", plan(json!([]))))]);
+    check::compare(&records, &plans, &BTreeMap::from([("af3", "airflow3")]), &mut f2);
+    assert!(f2.iter().any(|f| f.field == "extra"), "a raw extra differs from the parsed object");
+    let table = check::table(&f);
+    assert!(table.contains("t@af3 | c | airflow2 | *"), "{table}");
+}
