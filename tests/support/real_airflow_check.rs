@@ -208,3 +208,14 @@ pub fn table(findings: &[Finding]) -> String {
     }
     out
 }
+
+/// The secrets themselves as canaries: no source variable value or password of 8+ characters
+/// (shorter ones such as "42" occur in any text) may appear in what the test prints.
+pub fn assert_no_secrets(printed: &str, records: &[J]) {
+    for r in records.iter().filter(|r| r["job"] == "source") {
+        let secrets = [r["value"].as_str(), r["conn"]["password"].as_str()];
+        for s in secrets.into_iter().flatten().map(str::trim).filter(|s| s.chars().count() >= 8) {
+            assert!(!printed.contains(s), "the failure output would show the value of {} (not printed)", r["id"]);
+        }
+    }
+}
