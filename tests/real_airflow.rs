@@ -303,6 +303,26 @@ fn migrate(m: &Metastore, t: &Target, dir: &Path, findings: &mut Vec<check::Find
                     findings.push(check::Finding::new(&target, id, "-", "second plan", format!("{action} {fields}")));
                 }
             }
+            // What could not be migrated stays an error, with the same message.
+            let errors = |p: &J| -> BTreeMap<String, String> {
+                p["changes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|c| c["action"] == "error")
+                    .map(|c| (c["id"]["id"].as_str().unwrap_or_default().to_string(), c["error"]["detail"].to_string()))
+                    .collect()
+            };
+            let (first, second) = (errors(&plan), errors(&again));
+            for (id, detail) in &first {
+                if second.get(id) != Some(detail) {
+                    let what = if second.contains_key(id) { "error message changed" } else { "no longer an error" };
+                    findings.push(check::Finding::new(&target, id, "-", "second plan", what.into()));
+                }
+            }
+            for id in second.keys().filter(|id| !first.contains_key(*id)) {
+                findings.push(check::Finding::new(&target, id, "-", "second plan", "new error".into()));
+            }
         }
         Err(_) => findings.push(check::Finding::new(&target, "-", "-", "second plan", format!("not JSON, exit {code}: {}", err.trim()))),
     }
