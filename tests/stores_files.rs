@@ -655,3 +655,90 @@ async fn env_file_connections_are_json_or_uri() {
         std::fs::remove_file(&path).unwrap();
     }
 }
+
+// ---- hardening (issue 16) ----------------------------------------------------------------------
+
+const BIN: &str = env!("CARGO_BIN_EXE_airflow-secrets-sync");
+
+fn toml_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap()
+}
+
+/// A `.env` source must never fill `$VAR` / `${VAR}` from the tool's own environment: the real
+/// binary runs with the credential set, and neither the target nor the output may hold it.
+#[test]
+fn env_file_sources_never_expand_the_tools_own_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "hvs.canary-token-5e1f";
+    let source = dir.path().join("source.env");
+    std::fs::write(
+        &source,
+        "BASE=from-file\nAIRFLOW_VAR_STOLEN=\"${VAULT_TOKEN}\"\nAIRFLOW_VAR_BARE=$VAULT_TOKEN\n\
+         AIRFLOW_VAR_FROM_FILE=\"${BASE}/x\"\nAIRFLOW_VAR_LITERAL='$VAULT_TOKEN'\nAIRFLOW_VAR_ESCAPED=\"\\${VAULT_TOKEN}\"\n",
+    )
+    .unwrap();
+    let target = dir.path().join("variables.json");
+    let cfg = format!(
+        "[source]\nkind = \"env\"\nsource = \"file\"\npath = {}\n\n[target]\nkind = \"local_files\"\n\
+         variables_file_path = {}\n\n[state]\npath = {}\nsnapshot_key = {}\n",
+        toml_str(&source.display().to_string()),
+        toml_str(&target.display().to_string()),
+        toml_str(&dir.path().join("state.db").display().to_string()),
+        toml_str("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
+    );
+    std::fs::write(dir.path().join("config.toml"), cfg).unwrap();
+    let out = Command::new(BIN)
+        .args(["migrate", "--apply", "--skip-errored", "--only", "variables"])
+        .current_dir(dir.path())
+        .env("VAULT_TOKEN", token)
+        .env("VAULT", token)
+        .env("BASE", token)
+        .env("NO_COLOR", "1")
+        .env_remove("AIRFLOW_SECRETS_SYNC_CONFIG")
+        .output()
+        .unwrap();
+    let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!printed.contains(token), "the tool's credential was printed:\n{printed}");
+    let written = std::fs::read_to_string(&target).unwrap_or_else(|e| panic!("no target ({e}):\n{printed}"));
+    assert!(!written.contains(token), "the tool's credential reached the target:\n{written}");
+    let back: HashMap<String, String> = serde_json::from_str(&written).unwrap();
+    assert_eq!(back.get("from_file").map(String::as_str), Some("from-file/x"), "{written}");
+    assert_eq!(back.get("literal").map(String::as_str), Some("$VAULT_TOKEN"));
+    assert_eq!(back.get("escaped").map(String::as_str), Some("${VAULT_TOKEN}"));
+    for id in ["stolen", "bare"] {
+        assert!(!back.contains_key(id), "{id} was migrated: {written}");
+        assert!(printed.contains(id), "the refusal names {id}:\n{printed}");
+    }
+}
+
+/// The same file read by the store: substitutions resolve against the file only (earlier lines, as
+/// `sh` reads it), a name the file does not define is refused by item, and the error holds no value.
+#[tokio::test]
+async fn env_file_substitutions_resolve_only_against_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, path) = env_file(&dir, EnvConnectionFormat::Json);
+    let path_value = std::env::var("PATH").expect("PATH is set");
+    std::fs::write(
+        &path,
+        "export HOST_PART=db.internal\nEMPTY=\nAIRFLOW_VAR_A=\"${HOST_PART}:5432\"\nAIRFLOW_VAR_B=$EMPTY-x\n\
+         AIRFLOW_VAR_C=\"${PATH}\"\nAIRFLOW_VAR_D=\"pa$sw0rd-canary\"\nAIRFLOW_VAR_E=${AIRFLOW_VAR_A}/y\n\
+         UNRELATED=$PATH\nAIRFLOW_VAR_F=${UNRELATED}\nAIRFLOW_VAR_LATER=${DEFINED_AFTER}\nDEFINED_AFTER=1\n",
+    )
+    .unwrap();
+    let inv = store.scan(Kind::Variable).await.unwrap();
+    assert_eq!(variable_value(&inv, "a"), "db.internal:5432");
+    assert_eq!(variable_value(&inv, "b"), "-x");
+    assert_eq!(variable_value(&inv, "e"), "db.internal:5432/y");
+    for id in ["c", "d", "f", "later"] {
+        let err = inv.error(&ItemId::variable(id)).unwrap_or_else(|| panic!("{id} must be refused"));
+        assert_eq!(err.kind, ItemErrorKind::Unparseable, "{id}");
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains("canary") && !shown.contains("sw0rd") && !shown.contains(&path_value), "{shown}");
+    }
+    // Airflow's own `.env` format (LocalFilesystemBackend) has no substitution at all: `$` is literal.
+    let local_path = dir.path().join("variables.env");
+    std::fs::write(&local_path, "x=${PATH}\ny=$HOME\n").unwrap();
+    let inv = local(Some(&local_path), None).scan(Kind::Variable).await.unwrap();
+    assert_eq!(variable_value(&inv, "x"), "${PATH}");
+    assert_eq!(variable_value(&inv, "y"), "$HOME");
+}

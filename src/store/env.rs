@@ -17,8 +17,10 @@
 //! per-item `Unparseable` error, never the value. Note: a whitespace-only connection value is truthy
 //! in Python, so Airflow deserializes it; we do the same rather than skip it.
 //!
-//! `.env` files are read with `dotenvy` (quotes, `export`, comments, `$VAR` substitution), because
-//! such files are sourced by docker compose or a shell, not by Airflow. Writes are buffered and land
+//! `.env` files are read with dotenvy's rules (quotes, `export`, comments), because such files are
+//! sourced by docker compose or a shell, not by Airflow; `$VAR` / `${VAR}` resolve only against
+//! names the file defines earlier, and any other substitution is refused by item: the file's
+//! reader has its own environment, and this tool's (its credentials) must never fill it in. Writes are buffered and land
 //! atomically on [`Store::flush`] (temp file + rename, mode 0600); every line we do not manage is
 //! kept byte for byte. A value is written so that `set -a; . ./file` (POSIX sh), dotenvy and docker
 //! compose read it back byte-identical (see [`quote_env_value`]); what cannot be quoted that way is
@@ -392,8 +394,8 @@ pub(crate) fn write_atomically(store: &dyn fmt::Display, path: &Path, text: &str
 // ---- .env files as dotenvy reads them ----------------------------------------------------------
 
 /// One logical statement of a `.env` file, split exactly as dotenvy's line joiner does.
-struct Statement<'a> {
-    text: &'a str,
+pub(crate) struct Statement<'a> {
+    pub(crate) text: &'a str,
     /// 1-based line where it starts.
     line: usize,
     /// Whether dotenvy yields an item (a pair or an error) for it: not blank, not a comment.
@@ -452,7 +454,7 @@ fn join_state(mut state: JoinState, line: &str) -> JoinState {
     state
 }
 
-fn split_statements(text: &str) -> Vec<Statement<'_>> {
+pub(crate) fn split_statements(text: &str) -> Vec<Statement<'_>> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut start_line = 1;
@@ -506,38 +508,43 @@ fn statement_key(body: &str) -> Option<String> {
     rest.starts_with('=').then(|| k.to_string())
 }
 
-/// Every pair in a `.env` file as dotenvy reads it (last one wins, as in sh and compose). A line
-/// dotenvy cannot parse is a per-item error when it names one of our variables, otherwise ignored
-/// (it is not ours); the error gives the line number, never the text.
+/// Every pair in a `.env` file as dotenvy reads it (last one wins, as in sh and compose), except
+/// that `$VAR` / `${VAR}` resolve only against the file itself, never against this process's
+/// environment ([`super::dotenv_read`]). A line that cannot be read is a per-item error when it
+/// names one of our variables, otherwise ignored (it is not ours); the error gives the line
+/// number, never the text.
 fn dotenv_values(
     store: &dyn fmt::Display,
     text: &str,
 ) -> Result<HashMap<String, Result<SecretValue, ItemError>>, StoreError> {
+    use super::dotenv_read::{Defined, LineError, parse_statement};
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let statements: Vec<Statement<'_>> = split_statements(text).into_iter().filter(|s| s.is_item).collect();
-    let results: Vec<_> = dotenvy::from_read_iter(text.as_bytes()).collect();
-    if statements.len() != results.len() {
-        return Err(StoreError::Schema {
-            store: store.to_string(),
-            message: "cannot align the file's statements with dotenvy's reading".into(),
-        });
-    }
+    let mut defined = Defined::new();
     let mut out = HashMap::new();
-    for (st, res) in statements.into_iter().zip(results) {
-        match res {
-            Ok((k, v)) => {
+    for st in split_statements(text).into_iter().filter(|s| s.is_item) {
+        match parse_statement(st.text, &mut defined) {
+            Ok(Some((k, v))) => {
                 out.insert(k, Ok(SecretValue::from(v)));
             }
-            Err(_) => {
+            Ok(None) => {}
+            Err(e) => {
+                let why = match e {
+                    LineError::Syntax => "is not valid .env syntax",
+                    LineError::Substitution => {
+                        "substitutes a variable ($NAME or ${NAME}) the file does not define; it is never taken \
+                         from this tool's environment (single-quote the value or escape the $)"
+                    }
+                };
                 if let Some(k) = st.key.filter(|k| id_from_env_name(k).is_some()) {
-                    let detail = format!("line {} is not valid .env syntax", st.line);
+                    let detail = format!("line {} {why}", st.line);
                     out.insert(k, Err(ItemError::new(ItemErrorKind::Unparseable, detail)));
                 } else {
-                    tracing::warn!(store = %store, line = st.line, "skipping a .env line dotenvy cannot parse");
+                    tracing::warn!(store = %store, line = st.line, "skipping a .env line: it {why}");
                 }
             }
         }
     }
+    defined.values_mut().flatten().for_each(zeroize::Zeroize::zeroize);
     Ok(out)
 }
 

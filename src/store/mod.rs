@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use crate::model::{Entry, Inventory, ItemError, ItemId, Kind};
 
 pub mod env;
+mod dotenv_read;
 pub mod local_files;
 pub mod memory;
 pub mod metastore;
