@@ -16,6 +16,7 @@ fn local(vars: Option<&Path>, conns: Option<&Path>) -> LocalFilesStore {
     LocalFilesStore::new(&LocalFilesConfig {
         variables_file_path: vars.map(Path::to_path_buf),
         connections_file_path: conns.map(Path::to_path_buf),
+        ..Default::default()
     })
     .expect("valid config")
 }
@@ -23,7 +24,7 @@ fn local(vars: Option<&Path>, conns: Option<&Path>) -> LocalFilesStore {
 fn env_file(dir: &tempfile::TempDir, format: EnvConnectionFormat) -> (EnvStore, PathBuf) {
     let path = dir.path().join("airflow.env");
     let cfg =
-        EnvConfig { source: EnvSource::File, path: Some(path.clone()), connection_format: format, compose_safe: false };
+        EnvConfig { source: EnvSource::File, path: Some(path.clone()), connection_format: format, ..Default::default() };
     (EnvStore::new(&cfg).expect("valid config"), path)
 }
 
@@ -233,6 +234,7 @@ async fn env_file_refuses_what_sh_cannot_read_back() {
         path: Some(path.clone()),
         connection_format: EnvConnectionFormat::Json,
         compose_safe: true,
+        ..Default::default()
     };
     let strict = EnvStore::new(&cfg).unwrap();
     let e = Entry::variable("trailing", "C:\\dir\\");
@@ -330,16 +332,17 @@ fn local_config_checks_extensions_and_paths() {
     assert_eq!(store.to_string(), "local-files(variables=/x/v.yml, connections=/x/c.env)");
     let caps = store.capabilities();
     assert!(caps.empty_variables && !caps.connection_description);
-    let bad = LocalFilesConfig { variables_file_path: Some("/x/v.toml".into()), connections_file_path: None };
+    let bad = LocalFilesConfig { variables_file_path: Some("/x/v.toml".into()), ..Default::default() };
     assert!(matches!(LocalFilesStore::new(&bad), Err(StoreError::Config { .. })));
     let same = LocalFilesConfig {
         variables_file_path: Some("/x/a.json".into()),
         connections_file_path: Some("/x/a.json".into()),
+        ..Default::default()
     };
     assert!(matches!(LocalFilesStore::new(&same), Err(StoreError::Config { .. })));
     let only_vars = LocalFilesStore::new(&LocalFilesConfig {
         variables_file_path: Some("/x/v.json".into()),
-        connections_file_path: None,
+        ..Default::default()
     })
     .unwrap();
     assert!(matches!(only_vars.locate(&ItemId::connection("c")), Placement::Unreachable(_)));
@@ -741,4 +744,168 @@ async fn env_file_substitutions_resolve_only_against_the_file() {
     let inv = local(Some(&local_path), None).scan(Kind::Variable).await.unwrap();
     assert_eq!(variable_value(&inv, "x"), "${PATH}");
     assert_eq!(variable_value(&inv, "y"), "$HOME");
+}
+
+#[cfg(unix)]
+fn owner(path: &Path) -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).unwrap();
+    (m.uid(), m.gid())
+}
+
+/// Temp files this tool left beside `path` (any name starting with `.<file name>.`).
+fn temp_files_beside(path: &Path) -> Vec<PathBuf> {
+    let name = format!(".{}.", path.file_name().unwrap().to_string_lossy());
+    std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(&name))
+        .collect()
+}
+
+/// A rewrite keeps the existing file's mode and owner (Airflow may run as another user); a new
+/// file is 0600 unless `file_mode` says otherwise. Both writers (env file, local files).
+#[cfg(unix)]
+#[tokio::test]
+async fn file_writers_keep_mode_and_owner_and_create_new_files_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let vars = dir.path().join("variables.json");
+    let (envs, env_path) = env_file(&dir, EnvConnectionFormat::Json);
+    for p in [&vars, &env_path] {
+        std::fs::write(p, if p == &vars { "{}" } else { "" }).unwrap();
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o640)).unwrap();
+    }
+    // Give the files away when we can (root in CI): the owner must survive the rewrite.
+    let foreign = std::os::unix::fs::chown(&vars, Some(4242), Some(4343))
+        .and_then(|()| std::os::unix::fs::chown(&env_path, Some(4242), Some(4343)))
+        .is_ok();
+    let before = owner(&vars);
+    write_all(&local(Some(&vars), None), &[Entry::variable("a", "canary-10a")]).await;
+    write_all(&envs, &[Entry::variable("a", "canary-10a")]).await;
+    for p in [&vars, &env_path] {
+        assert_eq!(mode(p), 0o640, "{} lost its mode", p.display());
+        assert_eq!(owner(p), before, "{} lost its owner", p.display());
+        assert!(std::fs::read_to_string(p).unwrap().contains("canary-10a"));
+    }
+    if !foreign {
+        eprintln!("not root: checked that the owner is kept, but not with a foreign owner");
+    }
+
+    let fresh = dir.path().join("fresh.yaml");
+    write_all(&local(Some(&fresh), None), &[Entry::variable("a", "b")]).await;
+    assert_eq!(mode(&fresh), 0o600);
+    let cfg: LocalFilesConfig = toml::from_str(&format!(
+        "variables_file_path = {}\nfile_mode = \"0640\"\n",
+        toml_str(&dir.path().join("shared.json").display().to_string())
+    ))
+    .unwrap();
+    write_all(&LocalFilesStore::new(&cfg).unwrap(), &[Entry::variable("a", "b")]).await;
+    assert_eq!(mode(&dir.path().join("shared.json")), 0o640);
+    let bad = toml::from_str::<LocalFilesConfig>("variables_file_path = \"v.json\"\nfile_mode = \"0999\"\n");
+    assert!(bad.is_err(), "an invalid mode is a configuration error");
+    let cfg: EnvConfig = toml::from_str(&format!(
+        "source = \"file\"\npath = {}\nfile_mode = \"0604\"\n",
+        toml_str(&dir.path().join("new.env").display().to_string())
+    ))
+    .unwrap();
+    write_all(&EnvStore::new(&cfg).unwrap(), &[Entry::variable("a", "b")]).await;
+    assert_eq!(mode(&dir.path().join("new.env")), 0o604);
+}
+
+/// A symlinked file is never silently replaced by a regular file (nor written through): the write
+/// is refused, naming the path, and both the link and its target stay as they were.
+#[cfg(unix)]
+#[tokio::test]
+async fn file_writers_refuse_to_replace_a_symlink() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("real.json");
+    std::fs::write(&real, "{\"keep\": \"me\"}").unwrap();
+    let link = dir.path().join("variables.json");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let store = local(Some(&link), None);
+    assert_eq!(variable_value(&store.scan(Kind::Variable).await.unwrap(), "keep"), "me", "reading follows it");
+    store.write(&Entry::variable("a", "canary-10b"), &Precondition::Any).await.unwrap();
+    let err = store.flush().await.unwrap_err();
+    assert!(err.to_string().contains("symbolic link") && !err.to_string().contains("canary"), "{err}");
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert_eq!(std::fs::read_to_string(&real).unwrap(), "{\"keep\": \"me\"}");
+
+    let env_real = dir.path().join("real.env");
+    std::fs::write(&env_real, "A=1\n").unwrap();
+    let env_link = dir.path().join("airflow.env");
+    std::os::unix::fs::symlink(&env_real, &env_link).unwrap();
+    let (envs, _) = env_file(&dir, EnvConnectionFormat::Json);
+    envs.write(&Entry::variable("a", "canary-10b"), &Precondition::Any).await.unwrap();
+    assert!(envs.flush().await.unwrap_err().to_string().contains("symbolic link"));
+    assert_eq!(std::fs::read_to_string(&env_real).unwrap(), "A=1\n");
+}
+
+/// The two-file flush either replaces both files or neither: a connections file it cannot rewrite
+/// leaves the variables file as it was (so "nothing was written" is true).
+#[tokio::test]
+async fn a_two_file_flush_that_fails_writes_neither_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let vars = dir.path().join("variables.json");
+    let conns = dir.path().join("connections.json");
+    std::fs::write(&vars, "{\"old\": \"value\"}").unwrap();
+    std::fs::write(&conns, "{\"broken\": ").unwrap();
+    let store = local(Some(&vars), Some(&conns));
+    store.write(&Entry::variable("new", "canary-10c"), &Precondition::Any).await.unwrap();
+    let c = Connection { conn_type: Some("http".into()), host: Some("h".into()), ..Default::default() };
+    store.write(&Entry::connection("c", c), &Precondition::Any).await.unwrap();
+    assert!(store.flush().await.is_err());
+    assert_eq!(std::fs::read_to_string(&vars).unwrap(), "{\"old\": \"value\"}", "the variables file was replaced");
+    assert!(temp_files_beside(&vars).is_empty() && temp_files_beside(&conns).is_empty());
+}
+
+/// kill -9 between writing the temp files and renaming them leaves plaintext beside the target;
+/// the next run removes it (and an old one is removed as soon as a store opens the file).
+#[cfg(unix)]
+#[test]
+fn a_killed_flush_leaves_no_plaintext_temp_file_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let canary = "canary-10d-killed";
+    let source = dir.path().join("source.env");
+    std::fs::write(&source, format!("AIRFLOW_VAR_K='{canary}'\n")).unwrap();
+    let target = dir.path().join("variables.json");
+    let cfg = format!(
+        "[source]\nkind = \"env\"\nsource = \"file\"\npath = {}\n\n[target]\nkind = \"local_files\"\n\
+         variables_file_path = {}\n\n[state]\npath = {}\nsnapshot_key = {}\n",
+        toml_str(&source.display().to_string()),
+        toml_str(&target.display().to_string()),
+        toml_str(&dir.path().join("state.db").display().to_string()),
+        toml_str("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
+    );
+    std::fs::write(dir.path().join("config.toml"), cfg).unwrap();
+    let run = |fault: bool| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["migrate", "--apply", "--only", "variables"]).current_dir(dir.path()).env("NO_COLOR", "1");
+        if fault {
+            cmd.env("AIRFLOW_SECRETS_SYNC_FAULT_ABORT_BEFORE_RENAME", "1");
+        }
+        cmd.output().unwrap()
+    };
+    let out = run(true);
+    assert!(!out.status.success(), "the fault point did not fire");
+    let left = temp_files_beside(&target);
+    assert_eq!(left.len(), 1, "the killed run left its temp file: {left:?}");
+    assert!(std::fs::read_to_string(&left[0]).unwrap().contains(canary), "the scenario needs plaintext in it");
+    assert_eq!(mode(&left[0]), 0o600, "a temp file is 0600 while it holds plaintext");
+    let out = run(false);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(temp_files_beside(&target).is_empty(), "{:?}", temp_files_beside(&target));
+    assert!(std::fs::read_to_string(&target).unwrap().contains(canary));
+
+    // A stale temp file (older than any write in flight) goes as soon as a store opens the path.
+    let stale = dir.path().join(".variables.json.airflow-secrets-sync-0123abcd.tmp");
+    std::fs::write(&stale, canary).unwrap();
+    let f = std::fs::File::options().write(true).open(&stale).unwrap();
+    f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600)).unwrap();
+    drop(f);
+    let keep = dir.path().join(".variables.json.unrelated");
+    std::fs::write(&keep, "not ours").unwrap();
+    let _store = local(Some(&target), None);
+    assert!(!stale.exists(), "a stale temp file of this tool survived opening the store");
+    assert!(keep.exists(), "only this tool's temp files are removed");
 }

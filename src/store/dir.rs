@@ -190,10 +190,9 @@ impl Store for DirStore {
         let dir = self.dir(entry.id.kind);
         std::fs::create_dir_all(&dir).map_err(|e| self.err("write", e))?;
         // Write a temp file and rename it over: a reader (or a crash) sees the old or the new
-        // item, never half of one.
-        let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(|e| self.err("write", e))?;
-        serde_json::to_writer(&mut tmp, &f).map_err(|e| self.err("write", e))?;
-        tmp.persist(&path).map_err(|e| self.err("write", e.error))?;
+        // item, never half of one (mode and owner of an existing file kept, symlinks refused).
+        let text = zeroize::Zeroizing::new(serde_json::to_string(&f).map_err(|e| self.err("write", e))?);
+        super::atomic::write_atomically(self, &path, &text, None)?;
         Ok(())
     }
 

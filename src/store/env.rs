@@ -30,13 +30,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use super::atomic::{self, FileMode};
 use super::{Capabilities, ConnectionFormat, Placement, Precondition, Store, StoreError};
 use crate::airflow::connection::{self, Reader};
 use crate::model::{
@@ -83,6 +83,9 @@ pub struct EnvConfig {
     /// Off by default: sh and dotenvy read them fine.
     #[serde(default)]
     pub compose_safe: bool,
+    /// The mode of a file the tool creates (`"0640"`); default 0600. An existing file keeps its own.
+    #[serde(default)]
+    pub file_mode: Option<FileMode>,
 }
 
 /// The environment variable Airflow looks up for `id` (spec §3.1): prefix + Python `upper()`.
@@ -207,6 +210,7 @@ pub struct EnvStore {
     source: Source,
     format: EnvConnectionFormat,
     compose_safe: bool,
+    file_mode: Option<FileMode>,
     reader: Reader,
     pending: Mutex<BTreeMap<String, Pending>>,
 }
@@ -229,7 +233,9 @@ impl EnvStore {
                 });
             }
         };
-        Ok(Self::build(source, cfg.connection_format, cfg.compose_safe))
+        let mut store = Self::build(source, cfg.connection_format, cfg.compose_safe);
+        store.file_mode = cfg.file_mode;
+        Ok(store)
     }
 
     /// This process's environment, read-only.
@@ -256,7 +262,18 @@ impl EnvStore {
     }
 
     fn build(source: Source, format: EnvConnectionFormat, compose_safe: bool) -> Self {
-        Self { source, format, compose_safe, reader: Reader::default(), pending: Mutex::new(BTreeMap::new()) }
+        if let Source::File(path) = &source {
+            // Plaintext an interrupted write (kill -9) left beside the file.
+            atomic::remove_stale(path, false);
+        }
+        Self {
+            source,
+            format,
+            compose_safe,
+            file_mode: None,
+            reader: Reader::default(),
+            pending: Mutex::new(BTreeMap::new()),
+        }
     }
 
     fn path(&self) -> Option<&Path> {
@@ -356,39 +373,6 @@ pub(crate) fn read_text(store: &dyn fmt::Display, path: &Path) -> Result<Option<
         }
         Err(e) => Err(StoreError::Backend { store: store.to_string(), op: "read", reason: e.kind().to_string() }),
     }
-}
-
-/// Replace `path` atomically with `text`: a temp file in the same directory (mode 0600), fsync,
-/// rename. A reader sees the old file or the new one, never half of one.
-pub(crate) fn write_atomically(store: &dyn fmt::Display, path: &Path, text: &str) -> Result<(), StoreError> {
-    let fail = |op: &'static str, e: std::io::Error| StoreError::Backend {
-        store: store.to_string(),
-        op,
-        reason: format!("{}: {}", path.display(), e.kind()),
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
-        .tempfile_in(&dir)
-        .map_err(|e| fail("create temp file", e))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| fail("chmod temp file", e))?;
-    }
-    tmp.write_all(text.as_bytes()).map_err(|e| fail("write temp file", e))?;
-    tmp.as_file().sync_all().map_err(|e| fail("fsync temp file", e))?;
-    tmp.persist(path).map_err(|e| fail("rename temp file", e.error))?;
-    if let Ok(d) = std::fs::File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }
 
 // ---- .env files as dotenvy reads them ----------------------------------------------------------
@@ -761,7 +745,7 @@ impl Store for EnvStore {
                 ));
             }
         }
-        write_atomically(self, path, &new_text)?;
+        atomic::write_atomically(self, path, &new_text, self.file_mode)?;
         pending.clear();
         Ok(())
     }

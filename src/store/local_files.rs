@@ -18,7 +18,9 @@
 //!   `2001-12-14` are not strings there, while `1e3` is. We use serde_yaml_ng for the syntax and
 //!   re-resolve plain scalars with PyYAML's resolver rules ([`yaml11_type`]).
 //!
-//! Writing is buffered and lands atomically on [`Store::flush`] (temp file + rename, mode 0600).
+//! Writing is buffered and lands atomically on [`Store::flush`] ([`super::atomic`]: temp file +
+//! rename, the existing file's mode and owner kept, new files 0600 or `file_mode`, symlinks
+//! refused); with both files configured, both are staged before either is renamed.
 //! JSON: one object, sorted keys, connections as field dicts (`to_fields`). YAML: written by hand,
 //! every string double-quoted with escapes valid in YAML 1.1, so no value is ever retyped. `.env`:
 //! `id=<value>` lines, connections as our URI; refused per item, before anything is written: empty
@@ -35,7 +37,8 @@ use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
-use super::env::{check_uri_losses, read_text, write_atomically};
+use super::atomic::{self, FileMode, Staged};
+use super::env::{check_uri_losses, read_text};
 use super::{Capabilities, ConnectionFormat, Placement, Precondition, Store, StoreError};
 use crate::airflow::connection::{self, Reader};
 use crate::model::{
@@ -49,6 +52,9 @@ pub struct LocalFilesConfig {
     pub variables_file_path: Option<PathBuf>,
     #[serde(default)]
     pub connections_file_path: Option<PathBuf>,
+    /// The mode of a file the tool creates (`"0640"`); default 0600. An existing file keeps its own.
+    #[serde(default)]
+    pub file_mode: Option<FileMode>,
 }
 
 /// A file format, chosen by extension as Airflow does (`rsplit(".")[-1].lower()`).
@@ -81,6 +87,7 @@ struct FileSide {
 pub struct LocalFilesStore {
     variables: Option<FileSide>,
     connections: Option<FileSide>,
+    file_mode: Option<FileMode>,
     reader: Reader,
     /// Buffered changes: `None` deletes.
     pending: Mutex<BTreeMap<ItemId, Option<Entry>>>,
@@ -110,7 +117,17 @@ impl LocalFilesStore {
                 message: "variables_file_path and connections_file_path are the same file".into(),
             });
         }
-        Ok(Self { variables, connections, reader: Reader::default(), pending: Mutex::new(BTreeMap::new()) })
+        for side in variables.iter().chain(&connections) {
+            // Plaintext an interrupted write (kill -9) left beside the file.
+            atomic::remove_stale(&side.path, false);
+        }
+        Ok(Self {
+            variables,
+            connections,
+            file_mode: cfg.file_mode,
+            reader: Reader::default(),
+            pending: Mutex::new(BTreeMap::new()),
+        })
     }
 
     /// Which Airflow reader's connection semantics to reproduce (default: Airflow 3 ORM); `verify`
@@ -228,12 +245,13 @@ impl LocalFilesStore {
         Ok(())
     }
 
-    fn flush_side(
+    /// Render `changes` into a temp file beside the side's file, ready to be renamed over it.
+    fn stage_side(
         &self,
         kind: Kind,
         side: &FileSide,
         changes: &BTreeMap<String, Option<Entry>>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Staged, StoreError> {
         let text = read_text(self, &side.path)?.unwrap_or_default();
         let mut rendered: BTreeMap<String, Option<Rendered>> = BTreeMap::new();
         for (key, change) in changes {
@@ -250,7 +268,25 @@ impl LocalFilesStore {
         });
         drop(rendered);
         tracing::debug!(store = %self, kind = %kind, changes = changes.len(), "rewriting file");
-        write_atomically(self, &side.path, &new_text)
+        atomic::stage(self, &side.path, &new_text, self.file_mode)
+    }
+
+    /// Both files or neither: every side is rendered and staged before the first rename, and a
+    /// failed rename puts back what was already replaced.
+    fn flush_pending(&self, pending: &mut BTreeMap<ItemId, Option<Entry>>) -> Result<(), StoreError> {
+        let mut staged = Vec::new();
+        for kind in Kind::ALL {
+            let changes: BTreeMap<String, Option<Entry>> =
+                pending.iter().filter(|(id, _)| id.kind == kind).map(|(id, e)| (id.id.clone(), e.clone())).collect();
+            if let (false, Some(side)) = (changes.is_empty(), self.side(kind)) {
+                staged.push(self.stage_side(kind, side, &changes)?);
+            }
+        }
+        if !staged.is_empty() {
+            atomic::commit(self, staged)?;
+        }
+        pending.clear();
+        Ok(())
     }
 }
 
@@ -379,18 +415,7 @@ impl Store for LocalFilesStore {
 
     async fn flush(&self) -> Result<(), StoreError> {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        for kind in Kind::ALL {
-            let changes: BTreeMap<String, Option<Entry>> =
-                pending.iter().filter(|(id, _)| id.kind == kind).map(|(id, e)| (id.id.clone(), e.clone())).collect();
-            if changes.is_empty() {
-                continue;
-            }
-            if let Some(side) = self.side(kind) {
-                self.flush_side(kind, side, &changes)?;
-            }
-            pending.retain(|id, _| id.kind != kind);
-        }
-        Ok(())
+        self.flush_pending(&mut pending)
     }
 }
 

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 
 use crate::model::{Entry, Inventory, ItemError, ItemId, Kind};
 
+pub mod atomic;
 pub mod env;
 mod dotenv_read;
 pub mod local_files;
