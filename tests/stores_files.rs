@@ -909,3 +909,103 @@ fn a_killed_flush_leaves_no_plaintext_temp_file_behind() {
     assert!(!stale.exists(), "a stale temp file of this tool survived opening the store");
     assert!(keep.exists(), "only this tool's temp files are removed");
 }
+
+/// What PyYAML's safe_load reads from `path`, as JSON (None when PyYAML is not installed).
+fn pyyaml_reads(path: &Path) -> Option<serde_json::Value> {
+    // What JSON cannot hold (inf, nan, dates, bytes) becomes a one-element list of its repr().
+    let check = "import sys, yaml, json, math, datetime\n\
+                 def fix(v):\n\
+                 \x20   if isinstance(v, float) and not math.isfinite(v): return [repr(v)]\n\
+                 \x20   if isinstance(v, (datetime.date, bytes, set)): return [repr(v)]\n\
+                 \x20   if isinstance(v, dict): return {k: fix(x) for k, x in v.items()}\n\
+                 \x20   if isinstance(v, list): return [fix(x) for x in v]\n\
+                 \x20   return v\n\
+                 d = yaml.safe_load(open(sys.argv[1], encoding='utf-8'))\n\
+                 sys.stdout.write(json.dumps(fix(d)))";
+    match Command::new("python3").arg("-c").arg(check).arg(path).output() {
+        Ok(out) if out.status.success() => Some(serde_json::from_slice(&out.stdout).unwrap()),
+        Ok(out) if String::from_utf8_lossy(&out.stderr).contains("No module named 'yaml'") => None,
+        Ok(out) => panic!("PyYAML rejected the file: {}", String::from_utf8_lossy(&out.stderr)),
+        Err(_) => None,
+    }
+}
+
+/// A sync rewrites only the entries it changes: `x: 1.5e3` (the string "1.5e3" to PyYAML) and
+/// every other untouched entry, comment and blank line stay byte-identical, and the plain scalars
+/// are read with YAML 1.1 rules (`1.5e3`, `1e3`, `0o17` are strings; `yes`, `0x1F` are not).
+#[tokio::test]
+async fn local_yaml_rewrites_keep_untouched_entries_byte_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("variables.yaml");
+    let before = "# Airflow variables\nx: 1.5e3\ne: 1e3\nflag: yes  # a bool to PyYAML\nlist: [1, 2,\n   3]\n\
+                  block: |\n  canary-11 text\n\nquoted: 'keep'\nold: \"replace me\"\ngone: bye\nhex: 0x1F\nlast: 0o17";
+    std::fs::write(&path, before).unwrap();
+    let store = local(Some(&path), None);
+    let inv = store.scan(Kind::Variable).await.unwrap();
+    for (id, v) in [("x", "1.5e3"), ("e", "1e3"), ("last", "0o17"), ("block", "canary-11 text\n"), ("quoted", "keep")] {
+        assert_eq!(variable_value(&inv, id), v, "{id}");
+    }
+    for id in ["flag", "hex", "list"] {
+        assert!(inv.error(&ItemId::variable(id)).is_some(), "{id} is not a string to PyYAML");
+    }
+    store.write(&Entry::variable("old", "new"), &Precondition::Any).await.unwrap();
+    store.write(&Entry::variable("added", "on"), &Precondition::Any).await.unwrap();
+    store.delete(&ItemId::variable("gone")).await.unwrap();
+    store.flush().await.unwrap();
+    let after = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(
+        after,
+        "# Airflow variables\nx: 1.5e3\ne: 1e3\nflag: yes  # a bool to PyYAML\nlist: [1, 2,\n   3]\n\
+         block: |\n  canary-11 text\n\nquoted: 'keep'\n\"old\": \"new\"\nhex: 0x1F\nlast: 0o17\n\"added\": \"on\"\n"
+    );
+    if let Some(back) = pyyaml_reads(&path) {
+        assert_eq!(back["x"], "1.5e3");
+        assert_eq!(back["old"], "new");
+        assert_eq!(back["added"], "on");
+        assert_eq!(back["flag"], true);
+    }
+
+    // A flow-style file cannot be edited in place; written anew, it still means the same.
+    std::fs::write(&path, "{x: 1.5e3, y: 1e3, n: 0123, t: 2001-12-14}\n").unwrap();
+    write_all(&store, &[Entry::variable("z", "1")]).await;
+    let inv = store.scan(Kind::Variable).await.unwrap();
+    assert_eq!(variable_value(&inv, "x"), "1.5e3");
+    assert_eq!(variable_value(&inv, "y"), "1e3");
+    assert!(inv.error(&ItemId::variable("n")).is_some() && inv.error(&ItemId::variable("t")).is_some());
+    if let Some(back) = pyyaml_reads(&path) {
+        assert_eq!(back, serde_json::json!({"n": 83, "t": ["datetime.date(2001, 12, 14)"], "x": "1.5e3", "y": "1e3", "z": "1"}));
+    }
+}
+
+/// Every plain scalar is a string exactly when PyYAML's safe_load reads a string (checked against
+/// PyYAML itself when it is installed).
+#[tokio::test]
+async fn local_yaml_types_plain_scalars_exactly_as_pyyaml() {
+    let plain = [
+        "1.5e3", "1e3", "1E3", "-1e3", "1.0e+3", "1.e+3", "12e03", "3.", "+.5", "._1", "0.", "0o17", "0x1F", "0b101",
+        "017", "09", "1_000", "1__0", "+12", "-0", "1:20", "190:20:30.15", "1:70", ".inf", "-.inf", "+.inf", ".nan",
+        "+.nan", ".NaN", "yes", "Yes", "y", "n", "on", "Off", "True", "tRUE", "NULL", "nULL", "~", "", "2001-12-14",
+        "2001-12-14 21:59:43.10 -5", "2001-1-1", "2001-12-14t21:59:43Z", "abc", "a b", "<<x", "0x", "0b2",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("variables.yaml");
+    let text: String = plain.iter().enumerate().map(|(i, p)| format!("v{i:02}: {p}\n")).collect();
+    std::fs::write(&path, &text).unwrap();
+    let inv = local(Some(&path), None).scan(Kind::Variable).await.unwrap();
+    let Some(back) = pyyaml_reads(&path) else {
+        eprintln!("PyYAML not installed: skipped");
+        return;
+    };
+    for (i, p) in plain.iter().enumerate() {
+        let id = format!("v{i:02}");
+        let ours = inv.get(&ItemId::variable(&id)).map(|e| e.as_variable().unwrap().value.expose_plaintext().to_string());
+        let theirs = back[&id].as_str().map(str::to_string);
+        assert_eq!(ours, theirs, "{p:?}: PyYAML reads {}", back[&id]);
+    }
+    // A plain `=` (YAML 1.1's value key) makes safe_load raise: Airflow reads nothing from the file.
+    std::fs::write(&path, "a: x
+b: =
+").unwrap();
+    let err = local(Some(&path), None).scan(Kind::Variable).await.unwrap_err();
+    assert!(matches!(err, StoreError::Schema { .. }), "{err}");
+}

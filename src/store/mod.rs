@@ -17,6 +17,7 @@ pub mod atomic;
 pub mod env;
 mod dotenv_read;
 pub mod local_files;
+mod yaml11;
 pub mod memory;
 pub mod metastore;
 pub mod registry;
