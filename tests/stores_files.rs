@@ -965,6 +965,21 @@ async fn local_yaml_rewrites_keep_untouched_entries_byte_identical() {
         assert_eq!(back["flag"], true);
     }
 
+    // Connections: a nested field dict is replaced as a block, the foreign entry around it kept.
+    let conns = dir.path().join("connections.yml");
+    let text = "\u{feff}keep:\n  conn_type: http\n  port: 0x50 # hex\nc:\n  conn_type: x\n  host: old\n# about z\nz: 'http://h'\n";
+    std::fs::write(&conns, text).unwrap();
+    let store = local(None, Some(&conns));
+    let c = Connection { conn_type: Some("postgres".into()), host: Some("db".into()), port: Some(5432), ..Default::default() };
+    write_all(&store, &[Entry::connection("c", c.clone())]).await;
+    let after = std::fs::read_to_string(&conns).unwrap();
+    assert!(after.starts_with("\u{feff}keep:\n  conn_type: http\n  port: 0x50 # hex\n\"c\":\n"), "{after}");
+    assert!(after.ends_with("z: 'http://h'\n"), "{after}");
+    let inv = store.scan(Kind::Connection).await.unwrap();
+    assert_eq!(inv.get(&ItemId::connection("c")).unwrap().as_connection().unwrap(), &c);
+    assert_eq!(inv.get(&ItemId::connection("keep")).unwrap().as_connection().unwrap().port, Some(80));
+    let store = local(Some(&path), None);
+
     // A flow-style file cannot be edited in place; written anew, it still means the same.
     std::fs::write(&path, "{x: 1.5e3, y: 1e3, n: 0123, t: 2001-12-14}\n").unwrap();
     write_all(&store, &[Entry::variable("z", "1")]).await;

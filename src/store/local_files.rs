@@ -1035,7 +1035,8 @@ fn splice_yaml(text: &str, doc: &yaml11::Doc, changes: &BTreeMap<String, Option<
         }
         _ => return None,
     }
-    let line_start = |i: usize| text[..i].rfind('\n').map_or(0, |p| p + 1);
+    let first = if text.starts_with('\u{feff}') { '\u{feff}'.len_utf8() } else { 0 };
+    let line_start = |i: usize| text[..i].rfind('\n').map_or(first, |p| p + 1);
     let line_end = |i: usize| {
         if i == 0 || text.as_bytes()[i - 1] == b'\n' { i } else { text[i..].find('\n').map_or(text.len(), |p| i + p + 1) }
     };

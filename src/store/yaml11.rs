@@ -282,6 +282,20 @@ impl Composer {
 
 /// The file's single document as PyYAML's `safe_load` reads it, with top-level entry spans.
 pub(crate) fn parse_doc(text: &str) -> Result<Doc, String> {
+    // libyaml skips a byte-order mark without counting it in its offsets.
+    let (bom, text) = match text.strip_prefix('\u{feff}') {
+        Some(rest) => ('\u{feff}'.len_utf8(), rest),
+        None => (0, text),
+    };
+    let mut doc = parse_body(text)?;
+    for e in &mut doc.entries {
+        e.key_start += bom;
+        e.value_end += bom;
+    }
+    Ok(doc)
+}
+
+fn parse_body(text: &str) -> Result<Doc, String> {
     let evs = events(text)?;
     let mut c = Composer { evs: evs.into_iter(), anchors: HashMap::new(), defined: 0, end: 0 };
     let mut doc = Doc { root: Root::Nothing, entries: Vec::new() };
@@ -388,6 +402,12 @@ mod tests {
         for bad in ["a: 1\n---\nb: 2\n", "- 1\n", "a: !!python/name:os.system x\n", "a: *nope\n"] {
             assert!(parse_doc(bad).is_err(), "{bad:?}");
         }
+        let bom = "\u{feff}a: 1\nb: 2\n";
+        let spans: Vec<&str> = parse_doc(bom).unwrap().entries.iter().map(|e| &bom[e.key_start..e.value_end]).collect();
+        assert_eq!(spans, vec!["a: 1", "b: 2"]);
+        let crlf = "a: \u{e9}\u{1f600}x\r\nb: 2\r\n";
+        let spans: Vec<&str> = parse_doc(crlf).unwrap().entries.iter().map(|e| &crlf[e.key_start..e.value_end]).collect();
+        assert_eq!(spans, vec!["a: \u{e9}\u{1f600}x", "b: 2"]);
         assert!(matches!(parse_doc("# only\n").unwrap().root, Root::Nothing));
         assert!(matches!(parse_doc("~\n").unwrap().root, Root::Null));
         assert!(parse_doc("k: \"canary\n  - [\n").err().unwrap().starts_with("not valid YAML (line"));
