@@ -23,8 +23,12 @@ fn local(vars: Option<&Path>, conns: Option<&Path>) -> LocalFilesStore {
 
 fn env_file(dir: &tempfile::TempDir, format: EnvConnectionFormat) -> (EnvStore, PathBuf) {
     let path = dir.path().join("airflow.env");
-    let cfg =
-        EnvConfig { source: EnvSource::File, path: Some(path.clone()), connection_format: format, ..Default::default() };
+    let cfg = EnvConfig {
+        source: EnvSource::File,
+        path: Some(path.clone()),
+        connection_format: format,
+        ..Default::default()
+    };
     (EnvStore::new(&cfg).expect("valid config"), path)
 }
 
@@ -340,11 +344,9 @@ fn local_config_checks_extensions_and_paths() {
         ..Default::default()
     };
     assert!(matches!(LocalFilesStore::new(&same), Err(StoreError::Config { .. })));
-    let only_vars = LocalFilesStore::new(&LocalFilesConfig {
-        variables_file_path: Some("/x/v.json".into()),
-        ..Default::default()
-    })
-    .unwrap();
+    let only_vars =
+        LocalFilesStore::new(&LocalFilesConfig { variables_file_path: Some("/x/v.json".into()), ..Default::default() })
+            .unwrap();
     assert!(matches!(only_vars.locate(&ItemId::connection("c")), Placement::Unreachable(_)));
 }
 
@@ -970,7 +972,12 @@ async fn local_yaml_rewrites_keep_untouched_entries_byte_identical() {
     let text = "\u{feff}keep:\n  conn_type: http\n  port: 0x50 # hex\nc:\n  conn_type: x\n  host: old\n# about z\nz: 'http://h'\n";
     std::fs::write(&conns, text).unwrap();
     let store = local(None, Some(&conns));
-    let c = Connection { conn_type: Some("postgres".into()), host: Some("db".into()), port: Some(5432), ..Default::default() };
+    let c = Connection {
+        conn_type: Some("postgres".into()),
+        host: Some("db".into()),
+        port: Some(5432),
+        ..Default::default()
+    };
     write_all(&store, &[Entry::connection("c", c.clone())]).await;
     let after = std::fs::read_to_string(&conns).unwrap();
     assert!(after.starts_with("\u{feff}keep:\n  conn_type: http\n  port: 0x50 # hex\n\"c\":\n"), "{after}");
@@ -988,7 +995,10 @@ async fn local_yaml_rewrites_keep_untouched_entries_byte_identical() {
     assert_eq!(variable_value(&inv, "y"), "1e3");
     assert!(inv.error(&ItemId::variable("n")).is_some() && inv.error(&ItemId::variable("t")).is_some());
     if let Some(back) = pyyaml_reads(&path) {
-        assert_eq!(back, serde_json::json!({"n": 83, "t": ["datetime.date(2001, 12, 14)"], "x": "1.5e3", "y": "1e3", "z": "1"}));
+        assert_eq!(
+            back,
+            serde_json::json!({"n": 83, "t": ["datetime.date(2001, 12, 14)"], "x": "1.5e3", "y": "1e3", "z": "1"})
+        );
     }
 }
 
@@ -997,10 +1007,56 @@ async fn local_yaml_rewrites_keep_untouched_entries_byte_identical() {
 #[tokio::test]
 async fn local_yaml_types_plain_scalars_exactly_as_pyyaml() {
     let plain = [
-        "1.5e3", "1e3", "1E3", "-1e3", "1.0e+3", "1.e+3", "12e03", "3.", "+.5", "._1", "0.", "0o17", "0x1F", "0b101",
-        "017", "09", "1_000", "1__0", "+12", "-0", "1:20", "190:20:30.15", "1:70", ".inf", "-.inf", "+.inf", ".nan",
-        "+.nan", ".NaN", "yes", "Yes", "y", "n", "on", "Off", "True", "tRUE", "NULL", "nULL", "~", "", "2001-12-14",
-        "2001-12-14 21:59:43.10 -5", "2001-1-1", "2001-12-14t21:59:43Z", "abc", "a b", "<<x", "0x", "0b2",
+        "1.5e3",
+        "1e3",
+        "1E3",
+        "-1e3",
+        "1.0e+3",
+        "1.e+3",
+        "12e03",
+        "3.",
+        "+.5",
+        "._1",
+        "0.",
+        "0o17",
+        "0x1F",
+        "0b101",
+        "017",
+        "09",
+        "1_000",
+        "1__0",
+        "+12",
+        "-0",
+        "1:20",
+        "190:20:30.15",
+        "1:70",
+        ".inf",
+        "-.inf",
+        "+.inf",
+        ".nan",
+        "+.nan",
+        ".NaN",
+        "yes",
+        "Yes",
+        "y",
+        "n",
+        "on",
+        "Off",
+        "True",
+        "tRUE",
+        "NULL",
+        "nULL",
+        "~",
+        "",
+        "2001-12-14",
+        "2001-12-14 21:59:43.10 -5",
+        "2001-1-1",
+        "2001-12-14t21:59:43Z",
+        "abc",
+        "a b",
+        "<<x",
+        "0x",
+        "0b2",
     ];
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("variables.yaml");
@@ -1013,14 +1069,19 @@ async fn local_yaml_types_plain_scalars_exactly_as_pyyaml() {
     };
     for (i, p) in plain.iter().enumerate() {
         let id = format!("v{i:02}");
-        let ours = inv.get(&ItemId::variable(&id)).map(|e| e.as_variable().unwrap().value.expose_plaintext().to_string());
+        let ours =
+            inv.get(&ItemId::variable(&id)).map(|e| e.as_variable().unwrap().value.expose_plaintext().to_string());
         let theirs = back[&id].as_str().map(str::to_string);
         assert_eq!(ours, theirs, "{p:?}: PyYAML reads {}", back[&id]);
     }
     // A plain `=` (YAML 1.1's value key) makes safe_load raise: Airflow reads nothing from the file.
-    std::fs::write(&path, "a: x
+    std::fs::write(
+        &path,
+        "a: x
 b: =
-").unwrap();
+",
+    )
+    .unwrap();
     let err = local(Some(&path), None).scan(Kind::Variable).await.unwrap_err();
     assert!(matches!(err, StoreError::Schema { .. }), "{err}");
 }

@@ -13,7 +13,7 @@
 //!   link of the old file), so a failed flush has written nothing.
 //! - A kill -9 between staging and renaming leaves a temp file: [`remove_stale`] deletes this
 //!   tool's temp files for a path when a store opens it (those older than a minute, so a write in
-//!   flight in another process survives) and before every write (all of them).
+//!   flight in another process survives) and before every flush of a file store (all of them).
 
 use std::fmt;
 use std::io::Write;
@@ -96,8 +96,22 @@ pub(crate) fn remove_stale(path: &Path, all: bool) {
         if meta.is_file() && (all || old) {
             match std::fs::remove_file(ent.path()) {
                 Ok(()) => tracing::warn!(file = %ent.path().display(), "removed a temp file an interrupted write left"),
-                Err(e) => tracing::warn!(file = %ent.path().display(), error = %e.kind(), "cannot remove a stale temp file"),
+                Err(e) => {
+                    tracing::warn!(file = %ent.path().display(), error = %e.kind(), "cannot remove a stale temp file")
+                }
             }
+        }
+    }
+}
+
+/// Delete this tool's temp files older than a minute anywhere in `dir` (a store of many files).
+pub(crate) fn remove_stale_in_dir(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for ent in entries.flatten() {
+        let name = ent.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && name.contains(TEMP_MARK) && name.ends_with(".tmp") {
+            let target = name[1..name.find(TEMP_MARK).unwrap_or(1)].to_string();
+            remove_stale(&dir.join(target), false);
         }
     }
 }
@@ -141,7 +155,6 @@ pub(crate) fn stage(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(backend(store, "stat", path, e.kind())),
     };
-    remove_stale(path, true);
     let dir = parent(path);
     let mut builder = tempfile::Builder::new();
     let prefix = format!(".{}{TEMP_MARK}", file_name(path));
@@ -200,11 +213,7 @@ pub(crate) fn commit(store: &dyn fmt::Display, staged: Vec<Staged>) -> Result<()
     let mut failure = None;
     for s in staged {
         let backup = if several && s.existed {
-            let b = parent(&s.path).join(format!(
-                ".{}{TEMP_MARK}{}-old.tmp",
-                file_name(&s.path),
-                std::process::id()
-            ));
+            let b = parent(&s.path).join(format!(".{}{TEMP_MARK}{}-old.tmp", file_name(&s.path), std::process::id()));
             let _ = std::fs::remove_file(&b);
             match std::fs::hard_link(&s.path, &b) {
                 Ok(()) => Some(b),
@@ -261,6 +270,7 @@ pub(crate) fn commit(store: &dyn fmt::Display, staged: Vec<Staged>) -> Result<()
 }
 
 /// Replace `path` with `text` atomically (see the module docs).
+/// (The caller sweeps stale temp files first when it should: [`remove_stale`].)
 pub(crate) fn write_atomically(
     store: &dyn fmt::Display,
     path: &Path,
@@ -284,6 +294,24 @@ mod tests {
         assert!(!is_our_temp("v.json", "v.json"));
         assert_eq!(FileMode::parse("0640"), Ok(FileMode(0o640)));
         assert!(FileMode::parse("0999").is_err() && FileMode::parse("").is_err() && FileMode::parse("7777").is_err());
+    }
+
+    #[test]
+    fn stale_temp_files_go_and_fresh_ones_stay() {
+        let d = tempfile::tempdir().unwrap();
+        let (old, fresh) = (
+            d.path().join(".ab.json.airflow-secrets-sync-1.tmp"),
+            d.path().join(".cd.json.airflow-secrets-sync-2.tmp"),
+        );
+        for p in [&old, &fresh] {
+            std::fs::write(p, "canary").unwrap();
+        }
+        let f = std::fs::File::options().write(true).open(&old).unwrap();
+        f.set_modified(std::time::SystemTime::now() - Duration::from_secs(3600)).unwrap();
+        remove_stale_in_dir(d.path());
+        assert!(!old.exists() && fresh.exists(), "only the stale one goes");
+        remove_stale(&d.path().join("cd.json"), true);
+        assert!(!fresh.exists(), "a flush removes all of them");
     }
 
     #[test]

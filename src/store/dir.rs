@@ -38,7 +38,12 @@ struct File {
 
 impl DirStore {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        let store = Self { root: root.into() };
+        for kind in Kind::ALL {
+            // Plaintext temp files an interrupted write (kill -9) left behind.
+            super::atomic::remove_stale_in_dir(&store.dir(kind));
+        }
+        store
     }
 
     fn dir(&self, kind: Kind) -> PathBuf {

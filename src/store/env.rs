@@ -745,6 +745,7 @@ impl Store for EnvStore {
                 ));
             }
         }
+        atomic::remove_stale(path, true);
         atomic::write_atomically(self, path, &new_text, self.file_mode)?;
         pending.clear();
         Ok(())

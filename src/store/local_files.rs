@@ -271,6 +271,7 @@ impl LocalFilesStore {
         });
         drop(rendered);
         tracing::debug!(store = %self, kind = %kind, changes = changes.len(), "rewriting file");
+        atomic::remove_stale(&side.path, true);
         atomic::stage(self, &side.path, &new_text, self.file_mode)
     }
 
@@ -1038,7 +1039,11 @@ fn splice_yaml(text: &str, doc: &yaml11::Doc, changes: &BTreeMap<String, Option<
     let first = if text.starts_with('\u{feff}') { '\u{feff}'.len_utf8() } else { 0 };
     let line_start = |i: usize| text[..i].rfind('\n').map_or(first, |p| p + 1);
     let line_end = |i: usize| {
-        if i == 0 || text.as_bytes()[i - 1] == b'\n' { i } else { text[i..].find('\n').map_or(text.len(), |p| i + p + 1) }
+        if i == 0 || text.as_bytes()[i - 1] == b'\n' {
+            i
+        } else {
+            text[i..].find('\n').map_or(text.len(), |p| i + p + 1)
+        }
     };
     let indent = doc.entries[0].key_start - line_start(doc.entries[0].key_start);
     let mut spans = Vec::with_capacity(doc.entries.len());
@@ -1181,7 +1186,7 @@ fn emit_value(out: &mut String, v: &YNode, indent: usize) -> Result<(), String> 
         }
         _ => {
             out.push(' ');
-            emit_scalar(out, v).ok_or("unreachable: a collection")?;
+            emit_scalar(out, v).ok_or("a value the file tags (!!binary, !!set, !!omap) cannot be rewritten as is")?;
             out.push('\n');
             Ok(())
         }
@@ -1301,9 +1306,10 @@ mod tests {
         ] {
             assert!(yaml11_type(s).is_some(), "{s:?} should not be a string");
         }
-        for s in
-            ["1e3", "1E3", "0o17", "y", "n", "089", "1.5e3", "abc", ".", "._1", "+.5", "+.nan", "2001-1-1", "12:70", "0x", "True1"]
-        {
+        for s in [
+            "1e3", "1E3", "0o17", "y", "n", "089", "1.5e3", "abc", ".", "._1", "+.5", "+.nan", "2001-1-1", "12:70",
+            "0x", "True1",
+        ] {
             assert_eq!(yaml11_type(s), None, "{s:?} should be a string");
         }
         assert_eq!(yaml11_int_value("0123"), Some(83));

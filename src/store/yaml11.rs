@@ -310,7 +310,9 @@ fn parse_body(text: &str) -> Result<Doc, String> {
                     return Err("the file holds more than one YAML document".into());
                 }
                 match c.next()? {
-                    (Ev::MapStart { anchor: None, tag, block }, _) if collection_tag(tag.as_deref(), "map")?.is_none() => {
+                    (Ev::MapStart { anchor: None, tag, block }, _)
+                        if collection_tag(tag.as_deref(), "map")?.is_none() =>
+                    {
                         doc.root = Root::Map { block };
                         loop {
                             let (ev, key_start) = c.next()?;
@@ -406,7 +408,8 @@ mod tests {
         let spans: Vec<&str> = parse_doc(bom).unwrap().entries.iter().map(|e| &bom[e.key_start..e.value_end]).collect();
         assert_eq!(spans, vec!["a: 1", "b: 2"]);
         let crlf = "a: \u{e9}\u{1f600}x\r\nb: 2\r\n";
-        let spans: Vec<&str> = parse_doc(crlf).unwrap().entries.iter().map(|e| &crlf[e.key_start..e.value_end]).collect();
+        let spans: Vec<&str> =
+            parse_doc(crlf).unwrap().entries.iter().map(|e| &crlf[e.key_start..e.value_end]).collect();
         assert_eq!(spans, vec!["a: \u{e9}\u{1f600}x", "b: 2"]);
         assert!(matches!(parse_doc("# only\n").unwrap().root, Root::Nothing));
         assert!(matches!(parse_doc("~\n").unwrap().root, Root::Null));
