@@ -213,9 +213,20 @@ fn collection_tag(tag: Option<&str>, plain: &str) -> Result<Option<YNode>, Strin
     }
 }
 
+/// A hostile file must not exhaust the stack (nesting) or memory (aliases of aliases, which a
+/// tree of copies expands exponentially): limits far above any secrets file.
+const MAX_DEPTH: usize = 128;
+const MAX_ALIASED_NODES: usize = 1_000_000;
+
 struct Composer {
     evs: std::vec::IntoIter<(Ev, usize, usize)>,
-    anchors: HashMap<String, YNode>,
+    /// Each anchor's node and its size in nodes.
+    anchors: HashMap<String, (YNode, usize)>,
+    /// Nodes built so far, alias copies included (for the size of an anchored node).
+    nodes: usize,
+    /// Nodes copied by aliases so far (everything else is bounded by the file's size).
+    aliased: usize,
+    depth: usize,
     /// Anchors defined so far (to tell which top-level entry defines one).
     defined: usize,
     /// End offset of the last event consumed.
@@ -229,20 +240,40 @@ impl Composer {
         Ok((ev, start))
     }
 
-    fn anchor(&mut self, anchor: Option<String>, node: &YNode) {
+    fn anchor(&mut self, anchor: Option<String>, node: &YNode, size: usize) {
         if let Some(a) = anchor {
             self.defined += 1;
-            self.anchors.insert(a, node.clone());
+            self.anchors.insert(a, (node.clone(), size));
         }
     }
 
-    /// The node starting with `ev`.
+    /// The node starting with `ev`, within the depth and size limits.
     fn node(&mut self, ev: Ev) -> Result<YNode, String> {
+        if self.depth >= MAX_DEPTH {
+            return Err(format!("nested more than {MAX_DEPTH} levels deep"));
+        }
+        self.depth += 1;
+        let r = self.node_inner(ev);
+        self.depth -= 1;
+        r
+    }
+
+    fn node_inner(&mut self, ev: Ev) -> Result<YNode, String> {
+        let before = self.nodes;
+        self.nodes += 1;
         match ev {
-            Ev::Alias(a) => self.anchors.get(&a).cloned().ok_or_else(|| "an alias to an undefined anchor".to_string()),
+            Ev::Alias(a) => {
+                let (n, size) = self.anchors.get(&a).ok_or("an alias to an undefined anchor")?;
+                self.nodes += size;
+                self.aliased += size;
+                if self.aliased > MAX_ALIASED_NODES {
+                    return Err(format!("aliases that expand to more than {MAX_ALIASED_NODES} nodes"));
+                }
+                Ok(n.clone())
+            }
             Ev::Scalar { anchor, tag, value, plain } => {
                 let n = scalar(tag.as_deref(), value, plain)?;
-                self.anchor(anchor, &n);
+                self.anchor(anchor, &n, 1);
                 Ok(n)
             }
             Ev::SeqStart { anchor, tag } => {
@@ -255,12 +286,13 @@ impl Composer {
                     }
                 }
                 let n = special.unwrap_or(YNode::Seq(items));
-                self.anchor(anchor, &n);
+                self.anchor(anchor, &n, self.nodes - before);
                 Ok(n)
             }
             Ev::MapStart { anchor, tag, .. } => {
                 let special = collection_tag(tag.as_deref(), "map")?;
                 let mut entries: Vec<(YNode, YNode)> = Vec::new();
+                let mut index: HashMap<String, usize> = HashMap::new();
                 loop {
                     let k = match self.next()?.0 {
                         Ev::MapEnd => break,
@@ -268,11 +300,18 @@ impl Composer {
                     };
                     let ev = self.next()?.0;
                     let v = self.node(ev)?;
-                    entries.retain(|(old, _)| *old != k);
-                    entries.push((k, v));
+                    // A repeated key: the last value wins, in the first one's place.
+                    match index.entry(format!("{k:?}")) {
+                        std::collections::hash_map::Entry::Occupied(o) => entries[*o.get()].1 = v,
+                        std::collections::hash_map::Entry::Vacant(slot) => {
+                            slot.insert(entries.len());
+                            entries.push((k, v));
+                        }
+                    }
                 }
+                index.into_keys().for_each(|mut k| zeroize::Zeroize::zeroize(&mut k));
                 let n = special.unwrap_or(YNode::Map(entries));
-                self.anchor(anchor, &n);
+                self.anchor(anchor, &n, self.nodes - before);
                 Ok(n)
             }
             _ => Err("an unexpected YAML event".into()),
@@ -297,7 +336,8 @@ pub(crate) fn parse_doc(text: &str) -> Result<Doc, String> {
 
 fn parse_body(text: &str) -> Result<Doc, String> {
     let evs = events(text)?;
-    let mut c = Composer { evs: evs.into_iter(), anchors: HashMap::new(), defined: 0, end: 0 };
+    let mut c =
+        Composer { evs: evs.into_iter(), anchors: HashMap::new(), nodes: 0, aliased: 0, depth: 0, defined: 0, end: 0 };
     let mut doc = Doc { root: Root::Nothing, entries: Vec::new() };
     let mut documents = 0;
     loop {
@@ -401,8 +441,16 @@ mod tests {
         let spans: Vec<&str> = doc.entries.iter().map(|e| &text[e.key_start..e.value_end]).collect();
         assert_eq!(spans, vec!["a: 1", "b: [1,\n  2]", "c: |\n  x\n", "d: \"q\""]);
         assert!(matches!(doc.root, Root::Map { block: true }));
-        for bad in ["a: 1\n---\nb: 2\n", "- 1\n", "a: !!python/name:os.system x\n", "a: *nope\n"] {
-            assert!(parse_doc(bad).is_err(), "{bad:?}");
+        let deep = format!("a: {}1{}\n", "[".repeat(200), "]".repeat(200));
+        let mut laughs = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..12 {
+            laughs.push_str(&format!(
+                "a{i}: &a{i} [{}]\n",
+                vec![format!("*a{}", if i == 1 { String::new() } else { (i - 1).to_string() }); 10].join(", ")
+            ));
+        }
+        for bad in ["a: 1\n---\nb: 2\n", "- 1\n", "a: !!python/name:os.system x\n", "a: *nope\n", &deep, &laughs] {
+            assert!(parse_doc(bad).is_err(), "{:?}", &bad[..20]);
         }
         let bom = "\u{feff}a: 1\nb: 2\n";
         let spans: Vec<&str> = parse_doc(bom).unwrap().entries.iter().map(|e| &bom[e.key_start..e.value_end]).collect();
