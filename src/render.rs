@@ -51,8 +51,13 @@ pub fn table(plan: &Plan, show_unchanged: bool) -> String {
 
 /// [`table`], written to `out` as it is produced.
 pub fn write_table(plan: &Plan, show_unchanged: bool, out: &mut dyn std::io::Write) -> std::io::Result<()> {
-    writeln!(out, "Plan: {} -> {}", plan.source, plan.target)?;
-    writeln!(out, "Predicted for: {}", plan.readers.iter().map(|r| reader_label_of(r)).collect::<Vec<_>>().join(", "))?;
+    writeln!(
+        out,
+        "Plan: {} -> {} (predicted for {})",
+        plan.source,
+        plan.target,
+        plan.readers.iter().map(|r| reader_label_of(r)).collect::<Vec<_>>().join(", ")
+    )?;
     let shown = |c: &&crate::plan::Change| show_unchanged || c.action != Action::Unchanged;
     let rows = plan.changes.iter().filter(shown).count();
     if rows > TABLE_ROWS_MAX {
