@@ -1012,7 +1012,7 @@ mod tests {
     /// sends none) for each config, id and kind, from the config Airflow's kwargs map to.
     #[test]
     fn request_paths_match_backend_names_vectors() {
-        let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/testdata/backend_names.json");
+        let file = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/backend_names.json");
         let doc: Json = serde_json::from_str(&std::fs::read_to_string(file).expect("backend_names.json")).unwrap();
         let mut checked = 0;
         for entry in doc["names"].as_array().unwrap().iter().filter(|n| n["backend"] == "VaultBackend") {
