@@ -27,6 +27,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod insight;
+pub mod logging;
 pub mod plan;
 pub mod planfile;
 pub mod render;
