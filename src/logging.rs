@@ -14,7 +14,7 @@
 use std::io::IsTerminal;
 
 use tracing::{Level, Metadata};
-use tracing_subscriber::filter::{EnvFilter, FilterExt, filter_fn};
+use tracing_subscriber::filter::{EnvFilter, filter_fn};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
@@ -62,16 +62,26 @@ fn default_directives(verbose: u8, daemon: bool) -> &'static str {
 
 /// Install the stderr subscriber: JSON lines (`json`) or text; see the module docs for the cap.
 pub fn init(verbose: u8, json: bool, daemon: bool) {
+    let color = !json && use_color(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR").as_deref());
     let wanted = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_directives(verbose, daemon)));
+    let _ = subscriber(wanted, json, color, std::io::stderr).try_init();
+}
+
+/// The subscriber [`init`] installs, writing to `writer`.
+///
+/// Both filters are global (layers), not per-layer filters: a per-layer filter keeps a
+/// thread-local "disabled" mark from an `enabled!` check that no event follows (sqlx and the `log`
+/// bridge make such checks), and the next event of a cached callsite on that thread — one of ours
+/// — was silently dropped (`tests/logging.rs`, `capping_dependencies_never_loses_an_event_of_ours`).
+fn subscriber<W>(wanted: EnvFilter, json: bool, color: bool, writer: W) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let cap = filter_fn(|m: &Metadata<'_>| allowed(m.target(), m.level()));
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
-    let layer: Box<dyn Layer<Registry> + Send + Sync> = if json {
-        fmt.json().with_ansi(false).boxed()
-    } else {
-        let color = use_color(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR").as_deref());
-        fmt.with_target(false).with_ansi(color).boxed()
-    };
-    let _ = tracing_subscriber::registry().with(layer.with_filter(wanted.and(cap))).try_init();
+    let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
+    let layer: Box<dyn Layer<Registry> + Send + Sync> =
+        if json { fmt.json().with_ansi(false).boxed() } else { fmt.with_target(false).with_ansi(color).boxed() };
+    tracing_subscriber::registry().with(layer).with(wanted).with(cap)
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! key — and no dependency's debug/trace line at all. And colour only on a terminal, honouring
 //! `NO_COLOR`.
 
+mod support;
 #[path = "support/moto_server.rs"]
 mod moto_server;
 #[path = "support/vault_server.rs"]
@@ -77,6 +78,10 @@ fn assert_safe_logs(what: &str, stderr: &str, all: &str, canaries: &[&str]) {
     theirs.dedup();
     assert!(theirs.is_empty(), "{what}: RUST_LOG=trace raised dependencies above warn: {} lines, e.g. {:?}", theirs.len(), &theirs[..theirs.len().min(10)]);
     assert!(ours > 0, "{what}: RUST_LOG=trace produced no log line of this crate:\n{stderr}");
+    // The cap drops other crates' events, never ours: both reads are always logged.
+    for message in ["source read", "target read"] {
+        assert!(stderr.contains(&format!("\"message\":\"{message}\"")), "{what}: the {message:?} event was lost:\n{stderr}");
+    }
 }
 
 /// apply (JSON logs), then plan (JSON logs, reading every value back): both clean.
@@ -168,4 +173,27 @@ async fn a_terminal_gets_colour_unless_no_color_is_set() {
     let plain = on_tty(Some("1"));
     assert!(plain.lines().count() > 2, "{plain}");
     assert!(!plain.contains('\u{1b}'), "NO_COLOR=1 turns colour off: {plain:?}");
+}
+
+/// The cap drops other crates' events and never one of ours. A per-layer filter did: sqlx's
+/// `enabled!` checks (refused by the cap) left a thread-local mark that swallowed this crate's next
+/// event on that thread, so with a PostgreSQL state database `source read` went missing.
+#[tokio::test]
+async fn capping_dependencies_never_loses_an_event_of_ours() {
+    let db = support::fresh_postgres().await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = demo::seed_metastore(&dir.path().join("airflow.db")).await.unwrap();
+    let config = demo::demo_config(dir.path(), &key);
+    let state_path = format!("path = {}", toml::Value::String(dir.path().join("state.db").display().to_string()));
+    assert!(config.contains(&state_path), "{config}");
+    let config = config.replace(&state_path, &format!("url = {}", toml::Value::String(db.url.clone())));
+    std::fs::write(dir.path().join("config.toml"), config).unwrap();
+    for args in [&["-v", "--log-json", "migrate", "--apply"][..], &["-v", "--log-json", "migrate", "--plan"][..]] {
+        let o = bin(dir.path(), args).env_remove("RUST_LOG").output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.code().is_some_and(|c| c == 0 || c == 2), "{args:?}: {err}");
+        for message in ["source read", "target read"] {
+            assert!(err.contains(&format!("\"message\":\"{message}\"")), "{args:?}: the {message:?} event was lost:\n{err}");
+        }
+    }
 }
