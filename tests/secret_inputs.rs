@@ -73,8 +73,8 @@ fn unknown_variants_do_not_echo_the_value() {
     assert!(err.contains("unknown variant") && err.contains("`variables`") && !err.contains(CANARY), "{err}");
 }
 
-/// `AIRFLOW_SECRETS_SYNC_FAULT_ABORT_AFTER` kills the process mid-apply: only a build with the
-/// `fault-injection` feature honours it, and no default or release build has that feature.
+/// `AIRFLOW_SECRETS_SYNC_FAULT_ABORT_AFTER` and `…_FAULT_KILL_AT` kill the process mid-apply: only
+/// a build with the `fault-injection` feature honours them, and no default or release build has it.
 #[test]
 fn fault_injection_is_a_test_only_feature() {
     let manifest: toml::Table = toml::from_str(include_str!("../Cargo.toml")).unwrap();
@@ -86,6 +86,10 @@ fn fault_injection_is_a_test_only_feature() {
     }
     let dockerfile = include_str!("../Dockerfile");
     assert!(!dockerfile.contains("all-features") && !dockerfile.contains("fault-injection"), "the image must not build it in");
+    // The named kill points (AIRFLOW_SECRETS_SYNC_FAULT_KILL_AT) sit behind the same feature, not
+    // behind debug_assertions (a plain `cargo build` would honour them).
+    let fault = include_str!("../src/fault.rs");
+    assert!(fault.contains("#[cfg(feature = \"fault-injection\")]") && !fault.contains("debug_assertions"), "src/fault.rs");
     // These tests run under `cargo test --all-features`, as tests/crash.rs needs.
     assert_eq!(airflow_secrets_sync::store::layered::FAULT_INJECTION, cfg!(feature = "fault-injection"));
 }
