@@ -28,7 +28,7 @@ use super::StoreError;
 const TEMP_MARK: &str = ".airflow-secrets-sync-";
 /// Temp files older than this are stale when a store opens a path.
 const STALE_AFTER: Duration = Duration::from_secs(60);
-/// Debug builds only: abort (as kill -9 would) after staging the temp files, before any rename.
+/// `fault-injection` builds only: abort (as kill -9 would) after staging the temp files, before any rename.
 pub const FAULT_ABORT_BEFORE_RENAME_ENV: &str = "AIRFLOW_SECRETS_SYNC_FAULT_ABORT_BEFORE_RENAME";
 
 /// A Unix permission mode for files the tool creates, written as an octal string (`"0640"`).
@@ -204,7 +204,7 @@ pub(crate) fn stage(
 /// replaced are restored (or removed, when they did not exist), so on error nothing was written,
 /// unless the error says a file could not be restored.
 pub(crate) fn commit(store: &dyn fmt::Display, staged: Vec<Staged>) -> Result<(), StoreError> {
-    if cfg!(debug_assertions) && std::env::var_os(FAULT_ABORT_BEFORE_RENAME_ENV).is_some() {
+    if cfg!(feature = "fault-injection") && std::env::var_os(FAULT_ABORT_BEFORE_RENAME_ENV).is_some() {
         std::process::abort();
     }
     let several = staged.len() > 1;
