@@ -279,3 +279,67 @@ async fn mixed_case_ids_in_an_env_file_converge() {
     assert!(!again.has_changes(), "{:?}", again.summary);
     assert_eq!((again.summary.unchanged, again.summary.kept), (2, 0));
 }
+
+/// On the metastores real Airflow 3.3.2 and 2.10.5 made (tests/data), for every item: the plan's
+/// losses, per field and reader, are exactly what `verify` finds after the apply.
+#[tokio::test]
+async fn on_airflow_made_metastores_plan_losses_equal_verify_findings() {
+    use airflow_secrets_sync::config::StoreSpec;
+    use airflow_secrets_sync::store::registry;
+    for db in ["airflow-3.3.2.db", "airflow-2.10.5.db"] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/metastore");
+        let manifest: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(data.join(format!("{db}.MANIFEST.json"))).unwrap()).unwrap();
+        std::fs::copy(data.join(db), dir.path().join(db)).unwrap();
+        let mut t = toml::Table::new();
+        t.insert("kind".into(), "metastore".into());
+        t.insert("sql_alchemy_conn".into(), format!("sqlite:///{}", dir.path().join(db).display()).into());
+        t.insert("fernet_key".into(), manifest["fernet_key"].as_str().unwrap().into());
+        let src = registry::open(&StoreSpec(t)).await.unwrap();
+        let src_inv = scan_all(src.as_ref(), &Kind::ALL).await.unwrap();
+        assert!(src_inv.len() > 20, "{db}: {} items", src_inv.len());
+
+        let d = dir.path().to_path_buf();
+        let cases: Vec<(&str, Box<dyn Fn(Reader) -> DynStore>)> = vec![
+            ("env json", Box::new(move |r| Arc::new(EnvStore::file(d.join("a.env"), EnvConnectionFormat::Json).with_reader(r)))),
+            ("local json", Box::new({
+                let d = dir.path().to_path_buf();
+                move |r| local_json(&d, r)
+            })),
+        ];
+        for (name, open) in cases {
+            let target = open(Reader::Orm3);
+            let tgt_inv = scan_all(target.as_ref(), &Kind::ALL).await.unwrap();
+            let p = plan::diff(src.as_ref(), &src_inv, target.as_ref(), &tgt_inv, &policy(Fidelity::default()));
+            let predicted: BTreeSet<(String, &str, &str)> = p
+                .changes
+                .iter()
+                .flat_map(|c| c.losses.iter().flat_map(move |l| l.readers.iter().map(move |r| (c.id.id.clone(), l.field, *r))))
+                .collect();
+            let report = apply::execute(&p, target.clone(), &ApplyOptions::default(), Arc::new(NoJournal)).await;
+            assert!(report.failures.is_empty() && report.verify_mismatches.is_empty(), "{db} {name}: apply failed");
+            let targets: Vec<(Reader, DynStore)> = Reader::ALL.iter().map(|r| (*r, open(*r))).collect();
+            let selection = Selection::from_config(&SelectConfig::default()).unwrap();
+            let errored: BTreeSet<ItemId> = p.errored().map(|c| c.id.clone()).collect();
+            let mut written = src_inv.clone();
+            written.retain(|id| !errored.contains(id));
+            let v = verify::verify(&targets, Some(&written), &selection).await.unwrap();
+            let found: BTreeSet<(String, &str, &str)> = v
+                .findings
+                .iter()
+                .filter(|f| f.kind == verify::FindingKind::DiffersFromSource)
+                .flat_map(|f| f.fields.iter().flat_map(move |fl| f.readers.iter().map(move |r| (f.id.id.clone(), *fl, *r))))
+                .collect();
+            assert_eq!(predicted, found, "{db} {name}: plan losses vs verify findings\n{}", v.table());
+            let again = plan::diff(
+                src.as_ref(),
+                &src_inv,
+                target.as_ref(),
+                &scan_all(target.as_ref(), &Kind::ALL).await.unwrap(),
+                &policy(Fidelity::default()),
+            );
+            assert!(!again.has_changes(), "{db} {name}: pending after apply: {:?}", again.summary);
+        }
+    }
+}
