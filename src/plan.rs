@@ -388,6 +388,28 @@ fn predict(
     Ok((desired, want, losses))
 }
 
+/// Source items predicted at once: bounds the decoded copies held together (memory), and lets
+/// the predictions of one chunk run on every core.
+const PREDICT_CHUNK: usize = 4096;
+
+type Prediction = Result<(std::sync::Arc<Entry>, Value, Vec<Loss>), ItemError>;
+
+/// [`predict`] for every entry of `ids` (None: no entry, e.g. a read error), in order; split over
+/// the available cores when the chunk is large enough to pay for the threads.
+fn predict_chunk(target: &dyn Store, source: &Inventory, ids: &[&ItemId], fidelity: &Fidelity) -> Vec<Option<Prediction>> {
+    let one = |id: &ItemId| source.get_shared(id).map(|e| predict(target, &e, fidelity));
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    if workers < 2 || ids.len() < 512 {
+        return ids.iter().map(|id| one(id)).collect();
+    }
+    let per = ids.len().div_ceil(workers);
+    std::thread::scope(|s| {
+        let handles: Vec<_> =
+            ids.chunks(per).map(|part| s.spawn(move || part.iter().map(|id| one(id)).collect::<Vec<_>>())).collect();
+        handles.into_iter().flat_map(|h| h.join().expect("a prediction thread panicked")).collect()
+    })
+}
+
 /// Diff `source` against `target` (both already read) under `policy`.
 pub fn diff(source_store: &dyn Store, source: &Inventory, target_store: &dyn Store, target: &Inventory, policy: &Policy) -> Plan {
     let caps = target_store.capabilities();
@@ -428,116 +450,120 @@ pub fn diff(source_store: &dyn Store, source: &Inventory, target_store: &dyn Sto
     let by_target_name: std::cell::OnceCell<std::collections::HashMap<(Kind, &str), &ItemId>> = std::cell::OnceCell::new();
     let mut matched_by_name: std::collections::HashSet<ItemId> = std::collections::HashSet::new();
 
-    for id in source.ids().filter(|id| policy.selection.matches(id)) {
-        let mut ch = blank(id, Action::Error);
-        if !caps.holds(id.kind) {
-            ch.action = Action::Unreachable;
-            ch.note = Some(format!("{target_label} has {} disabled", id.kind.plural()));
-            changes.push(ch);
-            continue;
-        }
-        if let Some(err) = source.error(id) {
-            ch.error = Some(PlanItemError::new("source", err));
-            changes.push(ch);
-            continue;
-        }
-        let Some(entry) = source.get_shared(id) else { continue };
-        match target_store.locate(id) {
-            Placement::At(name) => ch.target_name = Some(name),
-            Placement::Invalid(why) => {
-                ch.error = Some(PlanItemError::new("target", &ItemError::new(ItemErrorKind::InvalidName, why)));
-                changes.push(ch);
-                continue;
-            }
-            Placement::Unreachable(why) => {
+    let selected: Vec<&ItemId> = source.ids().filter(|id| policy.selection.matches(id)).collect();
+    for chunk in selected.chunks(PREDICT_CHUNK) {
+        let mut predictions = predict_chunk(target_store, source, chunk, &policy.fidelity);
+        for (&id, prediction) in chunk.iter().zip(predictions.iter_mut()) {
+            let mut ch = blank(id, Action::Error);
+            if !caps.holds(id.kind) {
                 ch.action = Action::Unreachable;
-                ch.note = Some(why);
+                ch.note = Some(format!("{target_label} has {} disabled", id.kind.plural()));
                 changes.push(ch);
                 continue;
             }
-        }
-        if let Some(others) = collisions.get(id) {
-            let detail = format!("same target name as {}", others.join(", "));
-            ch.error = Some(PlanItemError::new("target", &ItemError::new(ItemErrorKind::Collision, detail)));
-            changes.push(ch);
-            continue;
-        }
-        if let Some(err) = refusal(&caps, &entry) {
-            ch.error = Some(PlanItemError::new("target", &err));
-            changes.push(ch);
-            continue;
-        }
-        if caps.read_only {
-            ch.error = Some(PlanItemError::new(
-                "target",
-                &ItemError::new(ItemErrorKind::NotRepresentable, "the target is read-only"),
-            ));
-            changes.push(ch);
-            continue;
-        }
-        let (desired, want, losses) = match predict(target_store, &entry, &policy.fidelity) {
-            Ok(p) => p,
-            Err(err) => {
+            if let Some(err) = source.error(id) {
+                ch.error = Some(PlanItemError::new("source", err));
+                changes.push(ch);
+                continue;
+            }
+            let Some(entry) = source.get_shared(id) else { continue };
+            match target_store.locate(id) {
+                Placement::At(name) => ch.target_name = Some(name),
+                Placement::Invalid(why) => {
+                    ch.error = Some(PlanItemError::new("target", &ItemError::new(ItemErrorKind::InvalidName, why)));
+                    changes.push(ch);
+                    continue;
+                }
+                Placement::Unreachable(why) => {
+                    ch.action = Action::Unreachable;
+                    ch.note = Some(why);
+                    changes.push(ch);
+                    continue;
+                }
+            }
+            if let Some(others) = collisions.get(id) {
+                let detail = format!("same target name as {}", others.join(", "));
+                ch.error = Some(PlanItemError::new("target", &ItemError::new(ItemErrorKind::Collision, detail)));
+                changes.push(ch);
+                continue;
+            }
+            if let Some(err) = refusal(&caps, &entry) {
                 ch.error = Some(PlanItemError::new("target", &err));
                 changes.push(ch);
                 continue;
             }
-        };
-        ch.losses = losses;
-        let mut tid = id;
-        if !target.contains(id)
-            && let Some(name) = ch.target_name.as_deref()
-        {
-            let names = by_target_name.get_or_init(|| {
-                target.entries().filter_map(|e| e.meta.name.as_deref().map(|n| ((e.id.kind, n), &e.id))).collect()
-            });
-            if let Some(other) = names.get(&(id.kind, name)).filter(|o| !source.contains(o)) {
-                tid = other;
-                matched_by_name.insert((*other).clone());
+            if caps.read_only {
+                ch.error = Some(PlanItemError::new(
+                    "target",
+                    &ItemError::new(ItemErrorKind::NotRepresentable, "the target is read-only"),
+                ));
+                changes.push(ch);
+                continue;
             }
-        }
-        match (target.get(tid), target.error(tid)) {
-            (Some(current), _) => {
-                if fidelity::differences(&want, &current.value).is_empty() {
-                    ch.action = Action::Unchanged;
-                    ch.losses.clear();
-                } else if caps.keep_existing {
-                    ch.action = Action::Kept;
-                    ch.losses.clear();
-                    ch.note = Some("exists in the target, which keeps existing items (on_conflict = skip)".into());
-                } else if current.meta.ownership == Ownership::Foreign && !policy.adopt {
-                    ch.error = Some(PlanItemError::new(
-                        "target",
-                        &ItemError::new(ItemErrorKind::NotOwned, "exists and was not written by this tool; pass --adopt to take it over"),
-                    ));
-                } else {
-                    ch.action = Action::Update;
-                    ch.changed_fields = changed_fields(&want, &current.value);
-                    if current.meta.ownership == Ownership::Foreign {
-                        ch.note = Some("adopted: not written by this tool until now".into());
+            let (desired, want, losses) = match prediction.take().expect("every source entry is predicted") {
+                Ok(p) => p,
+                Err(err) => {
+                    ch.error = Some(PlanItemError::new("target", &err));
+                    changes.push(ch);
+                    continue;
+                }
+            };
+            ch.losses = losses;
+            let mut tid = id;
+            if !target.contains(id)
+                && let Some(name) = ch.target_name.as_deref()
+            {
+                let names = by_target_name.get_or_init(|| {
+                    target.entries().filter_map(|e| e.meta.name.as_deref().map(|n| ((e.id.kind, n), &e.id))).collect()
+                });
+                if let Some(other) = names.get(&(id.kind, name)).filter(|o| !source.contains(o)) {
+                    tid = other;
+                    matched_by_name.insert((*other).clone());
+                }
+            }
+            match (target.get(tid), target.error(tid)) {
+                (Some(current), _) => {
+                    if fidelity::differences(&want, &current.value).is_empty() {
+                        ch.action = Action::Unchanged;
+                        ch.losses.clear();
+                    } else if caps.keep_existing {
+                        ch.action = Action::Kept;
+                        ch.losses.clear();
+                        ch.note = Some("exists in the target, which keeps existing items (on_conflict = skip)".into());
+                    } else if current.meta.ownership == Ownership::Foreign && !policy.adopt {
+                        ch.error = Some(PlanItemError::new(
+                            "target",
+                            &ItemError::new(ItemErrorKind::NotOwned, "exists and was not written by this tool; pass --adopt to take it over"),
+                        ));
+                    } else {
+                        ch.action = Action::Update;
+                        ch.changed_fields = changed_fields(&want, &current.value);
+                        if current.meta.ownership == Ownership::Foreign {
+                            ch.note = Some("adopted: not written by this tool until now".into());
+                        }
+                        ch.precondition = current.meta.version.clone().map_or(Precondition::Any, Precondition::Version);
+                        ch.desired = Some(desired);
                     }
-                    ch.precondition = current.meta.version.clone().map_or(Precondition::Any, Precondition::Version);
+                }
+                (None, Some(err)) if err.kind == ItemErrorKind::Blocked => {
+                    // A disabled secret, a name pending deletion: the target's state must be changed
+                    // deliberately first; overwriting it blindly is not ours to decide.
+                    ch.error = Some(PlanItemError::new("target", err));
+                }
+                (None, Some(err)) => {
+                    // The target holds something Airflow cannot read either; replacing it fixes it.
+                    ch.action = Action::Update;
+                    ch.note = Some(format!("current target value is unreadable ({})", err.kind.as_str()));
+                    ch.desired = Some(desired);
+                }
+                (None, None) => {
+                    ch.action = Action::Create;
+                    ch.precondition = if caps.conditional_writes { Precondition::Absent } else { Precondition::Any };
                     ch.desired = Some(desired);
                 }
             }
-            (None, Some(err)) if err.kind == ItemErrorKind::Blocked => {
-                // A disabled secret, a name pending deletion: the target's state must be changed
-                // deliberately first; overwriting it blindly is not ours to decide.
-                ch.error = Some(PlanItemError::new("target", err));
-            }
-            (None, Some(err)) => {
-                // The target holds something Airflow cannot read either; replacing it fixes it.
-                ch.action = Action::Update;
-                ch.note = Some(format!("current target value is unreadable ({})", err.kind.as_str()));
-                ch.desired = Some(desired);
-            }
-            (None, None) => {
-                ch.action = Action::Create;
-                ch.precondition = if caps.conditional_writes { Precondition::Absent } else { Precondition::Any };
-                ch.desired = Some(desired);
-            }
+            changes.push(ch);
         }
-        changes.push(ch);
     }
 
     // Target-only items.
