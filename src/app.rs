@@ -211,6 +211,8 @@ fn effective(cfg: &Config, args: &MigrateArgs) -> (crate::config::SelectConfig, 
 struct Saved {
     policy: Option<crate::planfile::SavedPolicy>,
     file: Option<crate::planfile::PlanFile>,
+    /// Plan-header lines about the two stores (where a metastore side takes its Fernet key from).
+    notes: Vec<String>,
 }
 
 /// What one run did, for callers that report it (the daemon's logs and metrics). Holds no values:
@@ -296,7 +298,8 @@ async fn migrate_from(
 ) -> anyhow::Result<Exit> {
     let (mut policy, opts) = policy(cfg, args)?;
     let (select_cfg, apply_cfg) = effective(cfg, args);
-    let mut saved = Saved { policy: Some(crate::planfile::SavedPolicy::new(&select_cfg, &apply_cfg)), file: None };
+    let mut saved =
+        Saved { policy: Some(crate::planfile::SavedPolicy::new(&select_cfg, &apply_cfg)), file: None, notes: Vec::new() };
     if let Some(path) = &args.plan_file {
         // A saved plan is applied under the policy it was made with, not today's flags.
         let pf = crate::planfile::PlanFile::load(path)?;
@@ -310,7 +313,11 @@ async fn migrate_from(
         saved.file = Some(pf);
     }
     let source = match source {
-        SourceOf::Spec(spec) => registry::open(spec).await.context("opening the source")?,
+        SourceOf::Spec(spec) => {
+            let source_cfg = registry::parse(spec).context("opening the source")?;
+            saved.notes.extend(source_cfg.key_note("source"));
+            registry::open_config(source_cfg).await.context("opening the source")?
+        }
         SourceOf::Open(store) => store,
     };
     let source = stats.layer(source);
@@ -321,6 +328,8 @@ async fn migrate_from(
         target_cfg.set_adopt(true);
     }
     policy.adopt |= target_cfg.adopt();
+    target_cfg.mark_target();
+    saved.notes.extend(target_cfg.key_note("target"));
     let target = registry::open_config(target_cfg).await.context("opening the target")?;
     // Fault injection for the crash tests (AIRFLOW_SECRETS_SYNC_FAULT_ABORT_AFTER); a no-op otherwise.
     let target = stats.layer(crate::store::layered::from_env(target));
@@ -406,7 +415,7 @@ async fn run_pipeline(
     if args.json {
         render::write_json(&plan, out)?;
     } else {
-        render::write_table(&plan, args.show_unchanged, out)?;
+        render::write_table_noted(&plan, &saved.notes, args.show_unchanged, out)?;
     }
 
     if let (Some(path), Some(s), Some(sp)) = (&args.out, safety, &saved.policy) {
@@ -519,6 +528,7 @@ pub async fn rollback(cfg: &Config, args: &crate::cli::RollbackArgs, out: &mut (
     let run = safety.db.run(&args.run).await?;
     let mut target_cfg = registry::parse(&cfg.target).context("opening the target")?;
     target_cfg.set_adopt(true);
+    target_cfg.mark_target();
     let target = registry::open_config(target_cfg).await.context("opening the target")?;
     let target = crate::store::layered::from_env(target);
     if target.identity() != run.target {
