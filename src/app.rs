@@ -491,12 +491,37 @@ async fn run_pipeline(
     for id in &report.verify_mismatches {
         writeln!(out, "  read-back differs: {id}")?;
     }
+    for id in &report.unverified {
+        writeln!(out, "  unverified (written, not read back): {id}")?;
+    }
+    if !report.not_attempted.is_empty() {
+        writeln!(out, "  not attempted: {} item(s); a re-run writes them", report.not_attempted.len())?;
+    }
+    if let Some(why) = &report.interrupted {
+        return Err(AppError::Items {
+            message: format!(
+                "unavailable: safe to re-run{}: the target stopped answering ({why}); {} written ({} unverified), {} failed, {} not attempted",
+                run.as_ref().map_or_else(String::new, |r| format!(" (the next apply resumes run {})", r.run_id)),
+                report.written(),
+                report.unverified.len(),
+                report.failures.len(),
+                report.not_attempted.len()
+            ),
+            exit: report.exit(),
+        }
+        .into());
+    }
     match report.exit() {
         Exit::Ok => Ok(item_errors.unwrap_or(Exit::Ok)),
         Exit::VerifyFailed => Err(AppError::Verify(format!(
             "{} item(s) read back differently from what was written",
             report.verify_mismatches.len()
         ))
+        .into()),
+        Exit::Throttled if report.failures.is_empty() => Err(AppError::Items {
+            message: format!("unavailable: safe to re-run: {} written item(s) could not be read back (unverified)", report.unverified.len()),
+            exit: Exit::Throttled,
+        }
         .into()),
         exit => Err(AppError::Items {
             message: format!("{} of {} writes failed; re-run to resume", report.failures.len(), plan.writes().count()),

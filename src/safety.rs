@@ -155,7 +155,12 @@ impl Safety {
     }
 
     pub async fn finish(&self, run: &ActiveRun, report: &ApplyReport) -> Result<(), StateError> {
-        let status = if report.exit() == Exit::Ok { RunStatus::Done } else { RunStatus::Failed };
+        let status = match report.exit() {
+            Exit::Ok => RunStatus::Done,
+            // The target went away mid-run: the run was interrupted, not failed, and resumes.
+            _ if report.interrupted.is_some() => RunStatus::Applying,
+            _ => RunStatus::Failed,
+        };
         self.db.set_run_status(&run.run_id, status).await
     }
 

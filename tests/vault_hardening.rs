@@ -1,0 +1,104 @@
+//! Issue 16 against a real OpenBao dev server: a backend that dies mid-apply (a TCP proxy in front
+//! of bao, killed part-way through), and ids that would address other Vault APIs when the mount
+//! comes from the id.
+
+#[path = "support/vault_server.rs"]
+mod vault_server;
+#[path = "support/tcp_proxy.rs"]
+mod tcp_proxy;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use tcp_proxy::TcpProxy;
+use vault_server::{ROOT_TOKEN, VaultServer};
+
+const BIN: &str = env!("CARGO_BIN_EXE_airflow-secrets-sync");
+const SNAPSHOT_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+fn run(dir: &Path, args: &[&str]) -> (i32, String) {
+    let o: Output = Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("AIRFLOW__CORE__FERNET_KEY")
+        .env_remove("AIRFLOW_SECRETS_SYNC_SNAPSHOT_KEY")
+        .env_remove("VAULT_ADDR")
+        .env_remove("VAULT_TOKEN")
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    (o.status.code().unwrap_or(-1), text)
+}
+
+fn port_of(url: &str) -> u16 {
+    url.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+/// A config from local files to Vault at `url`.
+fn config(dir: &Path, url: &str, vault_extra: &str) -> String {
+    format!(
+        "[source]\nkind = \"local_files\"\nvariables_file_path = {:?}\nconnections_file_path = {:?}\n\n\
+         [target]\nkind = \"vault\"\nurl = {url:?}\nauth = {{ type = \"token\", token = {ROOT_TOKEN:?} }}\n{vault_extra}\n\n\
+         [state]\npath = {:?}\nsnapshot_key = {SNAPSHOT_KEY:?}\n",
+        dir.join("variables.json").display().to_string(),
+        dir.join("connections.json").display().to_string(),
+        dir.join("state.db").display().to_string(),
+    )
+}
+
+fn listed(server: &VaultServer, path: &str) -> usize {
+    let (status, body) = server.root("LIST", &format!("/v1/secret/metadata/{path}"), None);
+    if status == 404 {
+        return 0;
+    }
+    body["data"]["keys"].as_array().map_or(0, Vec::len)
+}
+
+/// Issue 16 item 2: the proxy in front of bao dies part-way through a 400-item apply. The apply
+/// stops writing after a few consecutive failures (not one attempt per remaining item), exits 11
+/// ("unavailable: safe to re-run"), calls what it wrote but could not read back *unverified*
+/// (never "read-back differs"), and the next apply resumes the same run and finishes it.
+#[test]
+fn a_backend_that_dies_mid_apply_stops_the_writes_and_the_rerun_resumes() {
+    const N: usize = 400;
+    let bao = VaultServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let vars: serde_json::Map<String, serde_json::Value> =
+        (0..N).map(|i| (format!("var_{i:04}"), serde_json::Value::from(format!("value-{i}")))).collect();
+    std::fs::write(d.join("variables.json"), serde_json::to_string(&vars).unwrap()).unwrap();
+    std::fs::write(d.join("connections.json"), "{}").unwrap();
+    // About four calls per new item: the proxy dies roughly a quarter of the way in.
+    let proxy = TcpProxy::start(port_of(&bao.url()), 400);
+    std::fs::write(d.join("config.toml"), config(d, &proxy.url(), "")).unwrap();
+
+    let (code, text) = run(d, &["migrate", "--apply"]);
+    assert!(proxy.killed(), "the proxy never died: {} requests\n{text}", proxy.requests());
+    assert_eq!(code, 11, "{text}");
+    assert!(text.contains("unavailable: safe to re-run"), "{text}");
+    assert!(!text.contains("read-back differs"), "unread items reported as different:\n{text}");
+    let failed = text.lines().filter(|l| l.trim_start().starts_with("failed:")).count();
+    let warned = text.lines().filter(|l| l.contains("write failed")).count();
+    assert!(failed <= 16 && warned <= 16, "{failed} failures / {warned} warnings: writes kept going to a dead backend\n{text}");
+    assert!(text.contains("not attempted:"), "{text}");
+    let written = listed(&bao, "variables");
+    assert!(written > 0 && written < N, "{written} of {N} written before the proxy died");
+    let unverified = text.lines().filter(|l| l.contains("unverified (written, not read back)")).count();
+    assert!(unverified > 0, "{text}");
+    let run_id = text
+        .lines()
+        .find(|l| l.starts_with("Run "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .map(|r| r.trim_end_matches(':').to_string())
+        .unwrap_or_else(|| panic!("no run id:\n{text}"));
+
+    // The backend is back on the same address: the next apply resumes the run and finishes it.
+    let back = proxy.restart();
+    let (code, text) = run(d, &["migrate", "--apply"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains(&format!("Run {run_id} (resumed)")), "{text}");
+    assert_eq!(listed(&bao, "variables"), N);
+    let (code, text) = run(d, &["migrate", "--plan"]);
+    assert_eq!(code, 0, "{text}");
+    drop(back);
+}
