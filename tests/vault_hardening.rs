@@ -102,3 +102,50 @@ fn a_backend_that_dies_mid_apply_stops_the_writes_and_the_rerun_resumes() {
     assert_eq!(code, 0, "{text}");
     drop(back);
 }
+
+/// Issue 16 item 12: with the mount taken from the id (`mount_point = ""`) and an empty path, an
+/// id is refused unless its first segment is a KV mount the tool verified: `auth/token/create`,
+/// `sys/...`, `cubbyhole/...` are other Vault APIs, not secrets. Against bao dev with the root
+/// token (the worst case: every such request would be allowed), on KV v1 (where the request path
+/// is the id verbatim) and KV v2.
+#[tokio::test]
+async fn ids_that_address_other_vault_apis_are_refused() {
+    use airflow_secrets_sync::model::{Entry, ItemErrorKind, ItemId};
+    use airflow_secrets_sync::store::vault::{KvVersion, VaultAuth, VaultConfig, VaultStore};
+    use airflow_secrets_sync::store::{Placement, Precondition, Store, StoreError};
+
+    let bao = VaultServer::start();
+    bao.mount_kv("kv1", 1);
+    let accessors = || bao.root("LIST", "/v1/auth/token/accessors", None).1["data"]["keys"].as_array().map_or(0, Vec::len);
+    let tokens_before = accessors();
+    for (kv, good) in [(KvVersion::V1, "kv1/ok_var"), (KvVersion::V2, "secret/ok_var")] {
+        let cfg = VaultConfig {
+            url: Some(bao.url()),
+            auth: VaultAuth::Token { token: Some(ROOT_TOKEN.into()), token_path: None },
+            mount_point: None,
+            kv_engine_version: kv,
+            variables_path: vec![String::new()],
+            connections_path: vec![String::new()],
+            ..VaultConfig::default()
+        };
+        let store = VaultStore::open(&cfg).await.unwrap_or_else(|e| panic!("open: {e}"));
+        assert!(matches!(store.locate(&ItemId::variable(good)), Placement::At(_)), "{kv:?}: a verified KV mount");
+        store.write(&Entry::variable(good, "fine"), &Precondition::Any).await.unwrap();
+        for hostile in ["auth/token/create", "sys/policies/acl/evil", "cubbyhole/x", "identity/entity", "kv1x/y"] {
+            let id = ItemId::variable(hostile);
+            assert!(matches!(store.locate(&id), Placement::Invalid(_)), "{kv:?} {hostile}: {:?}", store.locate(&id));
+            let err = store.write(&Entry::variable(hostile, "{\"policy\": \"path \\\"*\\\" { capabilities = [\\\"sudo\\\"] }\"}"), &Precondition::Any)
+                .await
+                .expect_err(hostile);
+            assert!(
+                matches!(&err, StoreError::Item { error, .. } if error.kind == ItemErrorKind::InvalidName),
+                "{kv:?} {hostile}: {err}"
+            );
+            assert!(err.to_string().contains("not a KV"), "{err}");
+            store.delete(&id).await.unwrap();
+            assert!(store.read(std::slice::from_ref(&id)).await.unwrap().is_empty());
+        }
+    }
+    assert_eq!(accessors(), tokens_before, "a write created a token");
+    assert_eq!(bao.root("GET", "/v1/sys/policies/acl/evil", None).0, 404, "a write created a policy");
+}

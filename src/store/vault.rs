@@ -104,6 +104,11 @@ pub struct VaultStore {
     session: RwLock<Session>,
     login_lock: tokio::sync::Mutex<()>,
     reauthentications: AtomicU64,
+    /// With the mount taken from the id (`mount_point` unset): the KV mounts of the configured
+    /// version this token can use, listed at `open`. An id whose first segment is not one of them
+    /// is refused: `auth/token/create` or `sys/policies/acl/x` would otherwise be a request to
+    /// that API, not to a secret.
+    verified_mounts: std::collections::BTreeSet<String>,
 }
 
 impl fmt::Display for VaultStore {
@@ -137,16 +142,20 @@ impl VaultStore {
         check_address(&address).map_err(|m| cfg_err(format!("url {address:?}: {m}")))?;
         let settings = client_settings(&config, &address).map_err(cfg_err)?;
         let placeholder = Arc::new(build_client(&settings, "").map_err(cfg_err)?);
-        let store = VaultStore {
+        let mut store = VaultStore {
             config,
             address,
             settings,
             session: RwLock::new(Session { client: placeholder, generation: 0, refresh_at: None }),
             login_lock: tokio::sync::Mutex::new(()),
             reauthentications: AtomicU64::new(0),
+            verified_mounts: Default::default(),
         };
         let (client, refresh_at) = store.login().await?;
         *store.session.write().unwrap() = Session { client, generation: 1, refresh_at };
+        if store.config.mount_point.is_none() {
+            store.verified_mounts = store.kv_mounts().await?.into_iter().collect();
+        }
         Ok(store)
     }
 
@@ -188,7 +197,23 @@ impl VaultStore {
         if let Some(why) = sp.invalid_reason() {
             return Err(ItemError::new(ItemErrorKind::InvalidName, why));
         }
+        if let Some(why) = self.unverified_mount(&sp) {
+            return Err(ItemError::new(ItemErrorKind::InvalidName, why));
+        }
         Ok(sp)
+    }
+
+    /// Why `sp`'s mount, taken from the id, is refused: it is not a KV mount verified at `open`.
+    fn unverified_mount(&self, sp: &SecretPath) -> Option<String> {
+        if self.config.mount_point.is_some() || self.verified_mounts.contains(&sp.mount) {
+            return None;
+        }
+        Some(format!(
+            "the id's first segment `{}` is not a KV v{} mount this token can use (mount_point is unset, so it would \
+             address another Vault API, not a secret)",
+            sp.mount.escape_debug(),
+            self.kv().number()
+        ))
     }
 
     /// Every location Airflow tries for `id`, in order (one per configured path).
@@ -196,7 +221,7 @@ impl VaultStore {
         self.paths(id.kind)
             .iter()
             .filter_map(|p| secret_path(self.config.mount_point.as_deref(), p, &id.id))
-            .filter(|sp| sp.invalid_reason().is_none())
+            .filter(|sp| sp.invalid_reason().is_none() && self.unverified_mount(sp).is_none())
             .collect()
     }
 
