@@ -399,3 +399,28 @@ async fn a_configured_target_key_wins_over_an_empty_env_key_and_plaintext_needs_
     assert!(text.contains("Fernet key of the target: AIRFLOW__CORE__FERNET_KEY from the environment (empty"), "{text}");
     assert!(raw(url2).await.iter().all(|(_, enc)| !enc));
 }
+
+/// Issue 16 item 13: a value over the metastore's documented cap is an item error in the plan
+/// (TooLarge, exit 10), before any write; the store refuses it too.
+#[tokio::test]
+async fn values_over_the_metastore_cap_are_refused_in_the_plan() {
+    use airflow_secrets_sync::store::metastore::MAX_VALUE_BYTES;
+    let dir = tempfile::tempdir().unwrap();
+    let url = empty_sqlite(dir.path(), "airflow-3.3.2.db").await;
+    let target = open(&url, RESTORE_KEY, OnConflict::Fail).await;
+    assert_eq!(target.capabilities().max_value_bytes, Some(MAX_VALUE_BYTES));
+    let src = airflow_secrets_sync::store::memory::MemoryStore::new("src");
+    let huge = "x".repeat(MAX_VALUE_BYTES + 1);
+    src.write(&Entry::variable("huge", huge.as_str()), &Precondition::Any).await.unwrap();
+    src.write(&Entry::variable("small", "fits"), &Precondition::Any).await.unwrap();
+    let policy = Policy::new(Selection::all(), &ApplyConfig::default());
+    let (s, t) = (scan_all(&src, &Kind::ALL).await.unwrap(), scan_all(&target, &Kind::ALL).await.unwrap());
+    let p = plan::diff(&src, &s, &target, &t, &policy);
+    let c = p.changes.iter().find(|c| c.id == ItemId::variable("huge")).unwrap();
+    assert_eq!(c.action, Action::Error);
+    assert_eq!(c.error.as_ref().map(|e| e.kind), Some(ItemErrorKind::TooLarge));
+    assert_eq!(p.error_exit(), Some(Exit::InvalidItem));
+    let err = target.write(&Entry::variable("huge", huge.as_str()), &Precondition::Any).await.unwrap_err();
+    assert!(matches!(&err, StoreError::Item { error, .. } if error.kind == ItemErrorKind::TooLarge), "{err}");
+    assert!(!err.to_string().contains("xxxx"), "{err}");
+}

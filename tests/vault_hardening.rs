@@ -149,3 +149,26 @@ async fn ids_that_address_other_vault_apis_are_refused() {
     assert_eq!(accessors(), tokens_before, "a write created a token");
     assert_eq!(bao.root("GET", "/v1/sys/policies/acl/evil", None).0, 404, "a write created a policy");
 }
+
+/// Issue 16 item 13: Vault's documented cap (1 MiB, integrated storage's default entry size) is
+/// in its capabilities, so the plan refuses larger values before any write; the store refuses
+/// them too and nothing reaches Vault.
+#[tokio::test]
+async fn values_over_the_vault_cap_are_refused_before_any_write() {
+    use airflow_secrets_sync::model::{Entry, ItemErrorKind, ItemId};
+    use airflow_secrets_sync::store::vault::{MAX_VALUE_BYTES, VaultAuth, VaultConfig, VaultStore};
+    use airflow_secrets_sync::store::{Precondition, Store, StoreError};
+    let bao = VaultServer::start();
+    let cfg = VaultConfig {
+        url: Some(bao.url()),
+        auth: VaultAuth::Token { token: Some(ROOT_TOKEN.into()), token_path: None },
+        ..VaultConfig::default()
+    };
+    let store = VaultStore::open(&cfg).await.unwrap_or_else(|e| panic!("open: {e}"));
+    assert_eq!(store.capabilities().max_value_bytes, Some(MAX_VALUE_BYTES));
+    let over = "y".repeat(MAX_VALUE_BYTES + 1);
+    let err = store.write(&Entry::variable("too_big", over.as_str()), &Precondition::Any).await.unwrap_err();
+    assert!(matches!(&err, StoreError::Item { error, .. } if error.kind == ItemErrorKind::TooLarge), "{err}");
+    assert!(store.read(&[ItemId::variable("too_big")]).await.unwrap().is_empty(), "nothing was written");
+    store.write(&Entry::variable("at_the_cap", "z".repeat(MAX_VALUE_BYTES).as_str()), &Precondition::Any).await.unwrap();
+}

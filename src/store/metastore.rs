@@ -40,6 +40,11 @@ use crate::model::{
 pub const ENV_SQL_ALCHEMY_CONN: &str = "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN";
 pub const ENV_SQL_ALCHEMY_SCHEMA: &str = "AIRFLOW__DATABASE__SQL_ALCHEMY_SCHEMA";
 
+/// The largest value a metastore target takes on PostgreSQL and SQLite (see `max_value_bytes`).
+pub const MAX_VALUE_BYTES: usize = 64 * 1024 * 1024;
+/// The same on MySQL / MariaDB: what a 16 MiB MEDIUMTEXT holds once Fernet-encrypted.
+pub const MAX_VALUE_BYTES_MYSQL: usize = 12 * 1024 * 1024;
+
 /// How long the first connection may take before the database counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -424,6 +429,17 @@ impl MetastoreStore {
         !self.fernet.is_null()
     }
 
+    /// The largest value written, before encryption (a Fernet token is about 4/3 of it). MySQL and
+    /// MariaDB hold `variable.val` in a MEDIUMTEXT (16 MiB) and refuse packets over
+    /// `max_allowed_packet` (16 MiB by default on MariaDB); PostgreSQL and SQLite take up to 1 GB per
+    /// value, capped here at 64 MiB so that one row never costs gigabytes of memory.
+    pub fn max_value_bytes(&self) -> usize {
+        match self.url.dialect {
+            Dialect::MySql => MAX_VALUE_BYTES_MYSQL,
+            Dialect::Postgres | Dialect::Sqlite => MAX_VALUE_BYTES,
+        }
+    }
+
     /// Where the Fernet key came from.
     pub fn key_source(&self) -> KeySource {
         self.key_source
@@ -479,6 +495,14 @@ impl MetastoreStore {
         }
         if let Some(e) = too_long("the id", &entry.id.id, 250) {
             return Err(e);
+        }
+        let size = match &entry.value {
+            Value::Variable(v) => v.value.len(),
+            Value::Connection(c) => crate::airflow::connection::to_json(c).len(),
+        };
+        if size > self.max_value_bytes() {
+            let why = format!("{size} bytes encoded; the limit is {}", self.max_value_bytes());
+            return Err(StoreError::item(self, &entry.id, ItemError::new(ItemErrorKind::TooLarge, why)));
         }
         Ok(match &entry.value {
             Value::Variable(v) => {
@@ -949,7 +973,7 @@ impl Store for MetastoreStore {
             read_only: false,
             variables: true,
             connections: true,
-            max_value_bytes: None,
+            max_value_bytes: Some(self.max_value_bytes()),
             empty_variables: true,
             variable_line_breaks: true,
             connection_format: ConnectionFormat::Fields,

@@ -96,6 +96,11 @@ enum ReadOutcome {
     Denied(SecretPath),
 }
 
+/// The largest value written (its encoded form: a variable's bytes, a connection's JSON or URI).
+/// Vault's integrated storage (Raft) refuses entries over `max_entry_size`, 1 MiB by default, and
+/// the HTTP listener requests over 32 MiB: larger values are refused in the plan, before any write.
+pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
+
 pub struct VaultStore {
     config: VaultConfig,
     address: String,
@@ -672,7 +677,7 @@ impl Store for VaultStore {
         caps.variables = !self.config.variables_path.is_empty();
         caps.connections = !self.config.connections_path.is_empty();
         // Vault's default max_request_size is 32 MiB; nothing near it is an Airflow value.
-        caps.max_value_bytes = None;
+        caps.max_value_bytes = Some(MAX_VALUE_BYTES);
         caps.empty_variables = true;
         caps.connection_format = match self.config.connection_format {
             VaultConnectionFormat::Fields => ConnectionFormat::Fields,
@@ -752,6 +757,17 @@ impl Store for VaultStore {
 
     async fn write(&self, entry: &Entry, pre: &Precondition) -> Result<(), StoreError> {
         let sp = self.write_path(&entry.id).map_err(|e| StoreError::item(self, &entry.id, e))?;
+        let size = match &entry.value {
+            Value::Variable(v) => v.value.len(),
+            Value::Connection(c) => match self.config.connection_format {
+                VaultConnectionFormat::Uri => crate::airflow::connection::to_uri(c).len(),
+                VaultConnectionFormat::Fields => crate::airflow::connection::to_json(c).len(),
+            },
+        };
+        if size > MAX_VALUE_BYTES {
+            let why = format!("{size} bytes encoded; the limit is {MAX_VALUE_BYTES}");
+            return Err(StoreError::item(self, &entry.id, ItemError::new(ItemErrorKind::TooLarge, why)));
+        }
         let data = match &entry.value {
             Value::Variable(v) => encode_variable(&v.value),
             Value::Connection(c) => {
