@@ -210,5 +210,6 @@ mod tests {
         assert!(authorize(&cfg, &with("Basic s3cret-token")).is_err());
         assert!(authorize(&cfg, &with("Bearer s3cret-token")).is_ok());
         assert!(authorize(&DaemonConfig::default(), &HeaderMap::new()).is_ok(), "no token configured: open");
+        assert!(!format!("{cfg:?}").contains("s3cret-token"), "Debug shows the token");
     }
 }
