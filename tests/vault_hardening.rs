@@ -2,10 +2,10 @@
 //! of bao, killed part-way through), and ids that would address other Vault APIs when the mount
 //! comes from the id.
 
-#[path = "support/vault_server.rs"]
-mod vault_server;
 #[path = "support/tcp_proxy.rs"]
 mod tcp_proxy;
+#[path = "support/vault_server.rs"]
+mod vault_server;
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -26,7 +26,11 @@ fn run(dir: &Path, args: &[&str]) -> (i32, String) {
         .env_remove("VAULT_TOKEN")
         .output()
         .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     (o.status.code().unwrap_or(-1), text)
 }
 
@@ -64,8 +68,9 @@ fn a_backend_that_dies_mid_apply_stops_the_writes_and_the_rerun_resumes() {
     let bao = VaultServer::start();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let vars: serde_json::Map<String, serde_json::Value> =
-        (0..N).map(|i| (format!("var_{i:04}"), serde_json::Value::from(format!("value-{i}")))).collect();
+    let vars: serde_json::Map<String, serde_json::Value> = (0..N)
+        .map(|i| (format!("var_{i:04}"), serde_json::Value::from(format!("value-{i}"))))
+        .collect();
     std::fs::write(d.join("variables.json"), serde_json::to_string(&vars).unwrap()).unwrap();
     std::fs::write(d.join("connections.json"), "{}").unwrap();
     // About four calls per new item: the proxy dies roughly a quarter of the way in.
@@ -73,17 +78,33 @@ fn a_backend_that_dies_mid_apply_stops_the_writes_and_the_rerun_resumes() {
     std::fs::write(d.join("config.toml"), config(d, &proxy.url(), "")).unwrap();
 
     let (code, text) = run(d, &["migrate", "--apply"]);
-    assert!(proxy.killed(), "the proxy never died: {} requests\n{text}", proxy.requests());
+    assert!(
+        proxy.killed(),
+        "the proxy never died: {} requests\n{text}",
+        proxy.requests()
+    );
     assert_eq!(code, 11, "{text}");
     assert!(text.contains("unavailable: safe to re-run"), "{text}");
-    assert!(!text.contains("read-back differs"), "unread items reported as different:\n{text}");
+    assert!(
+        !text.contains("read-back differs"),
+        "unread items reported as different:\n{text}"
+    );
     let failed = text.lines().filter(|l| l.trim_start().starts_with("failed:")).count();
     let warned = text.lines().filter(|l| l.contains("write failed")).count();
-    assert!(failed <= 16 && warned <= 16, "{failed} failures / {warned} warnings: writes kept going to a dead backend\n{text}");
+    assert!(
+        failed <= 16 && warned <= 16,
+        "{failed} failures / {warned} warnings: writes kept going to a dead backend\n{text}"
+    );
     assert!(text.contains("not attempted:"), "{text}");
     let written = listed(&bao, "variables");
-    assert!(written > 0 && written < N, "{written} of {N} written before the proxy died");
-    let unverified = text.lines().filter(|l| l.contains("unverified (written, not read back)")).count();
+    assert!(
+        written > 0 && written < N,
+        "{written} of {N} written before the proxy died"
+    );
+    let unverified = text
+        .lines()
+        .filter(|l| l.contains("unverified (written, not read back)"))
+        .count();
     assert!(unverified > 0, "{text}");
     let run_id = text
         .lines()
@@ -116,12 +137,19 @@ async fn ids_that_address_other_vault_apis_are_refused() {
 
     let bao = VaultServer::start();
     bao.mount_kv("kv1", 1);
-    let accessors = || bao.root("LIST", "/v1/auth/token/accessors", None).1["data"]["keys"].as_array().map_or(0, Vec::len);
+    let accessors = || {
+        bao.root("LIST", "/v1/auth/token/accessors", None).1["data"]["keys"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
     let tokens_before = accessors();
     for (kv, good) in [(KvVersion::V1, "kv1/ok_var"), (KvVersion::V2, "secret/ok_var")] {
         let cfg = VaultConfig {
             url: Some(bao.url()),
-            auth: VaultAuth::Token { token: Some(ROOT_TOKEN.into()), token_path: None },
+            auth: VaultAuth::Token {
+                token: Some(ROOT_TOKEN.into()),
+                token_path: None,
+            },
             mount_point: None,
             kv_engine_version: kv,
             variables_path: vec![String::new()],
@@ -129,12 +157,35 @@ async fn ids_that_address_other_vault_apis_are_refused() {
             ..VaultConfig::default()
         };
         let store = VaultStore::open(&cfg).await.unwrap_or_else(|e| panic!("open: {e}"));
-        assert!(matches!(store.locate(&ItemId::variable(good)), Placement::At(_)), "{kv:?}: a verified KV mount");
-        store.write(&Entry::variable(good, "fine"), &Precondition::Any).await.unwrap();
-        for hostile in ["auth/token/create", "sys/policies/acl/evil", "cubbyhole/x", "identity/entity", "kv1x/y"] {
+        assert!(
+            matches!(store.locate(&ItemId::variable(good)), Placement::At(_)),
+            "{kv:?}: a verified KV mount"
+        );
+        store
+            .write(&Entry::variable(good, "fine"), &Precondition::Any)
+            .await
+            .unwrap();
+        for hostile in [
+            "auth/token/create",
+            "sys/policies/acl/evil",
+            "cubbyhole/x",
+            "identity/entity",
+            "kv1x/y",
+        ] {
             let id = ItemId::variable(hostile);
-            assert!(matches!(store.locate(&id), Placement::Invalid(_)), "{kv:?} {hostile}: {:?}", store.locate(&id));
-            let err = store.write(&Entry::variable(hostile, "{\"policy\": \"path \\\"*\\\" { capabilities = [\\\"sudo\\\"] }\"}"), &Precondition::Any)
+            assert!(
+                matches!(store.locate(&id), Placement::Invalid(_)),
+                "{kv:?} {hostile}: {:?}",
+                store.locate(&id)
+            );
+            let err = store
+                .write(
+                    &Entry::variable(
+                        hostile,
+                        "{\"policy\": \"path \\\"*\\\" { capabilities = [\\\"sudo\\\"] }\"}",
+                    ),
+                    &Precondition::Any,
+                )
                 .await
                 .expect_err(hostile);
             assert!(
@@ -147,7 +198,11 @@ async fn ids_that_address_other_vault_apis_are_refused() {
         }
     }
     assert_eq!(accessors(), tokens_before, "a write created a token");
-    assert_eq!(bao.root("GET", "/v1/sys/policies/acl/evil", None).0, 404, "a write created a policy");
+    assert_eq!(
+        bao.root("GET", "/v1/sys/policies/acl/evil", None).0,
+        404,
+        "a write created a policy"
+    );
 }
 
 /// Issue 16 item 13: Vault's documented cap (1 MiB, integrated storage's default entry size) is
@@ -161,14 +216,32 @@ async fn values_over_the_vault_cap_are_refused_before_any_write() {
     let bao = VaultServer::start();
     let cfg = VaultConfig {
         url: Some(bao.url()),
-        auth: VaultAuth::Token { token: Some(ROOT_TOKEN.into()), token_path: None },
+        auth: VaultAuth::Token {
+            token: Some(ROOT_TOKEN.into()),
+            token_path: None,
+        },
         ..VaultConfig::default()
     };
     let store = VaultStore::open(&cfg).await.unwrap_or_else(|e| panic!("open: {e}"));
     assert_eq!(store.capabilities().max_value_bytes, Some(MAX_VALUE_BYTES));
     let over = "y".repeat(MAX_VALUE_BYTES + 1);
-    let err = store.write(&Entry::variable("too_big", over.as_str()), &Precondition::Any).await.unwrap_err();
-    assert!(matches!(&err, StoreError::Item { error, .. } if error.kind == ItemErrorKind::TooLarge), "{err}");
-    assert!(store.read(&[ItemId::variable("too_big")]).await.unwrap().is_empty(), "nothing was written");
-    store.write(&Entry::variable("at_the_cap", "z".repeat(MAX_VALUE_BYTES).as_str()), &Precondition::Any).await.unwrap();
+    let err = store
+        .write(&Entry::variable("too_big", over.as_str()), &Precondition::Any)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Item { error, .. } if error.kind == ItemErrorKind::TooLarge),
+        "{err}"
+    );
+    assert!(
+        store.read(&[ItemId::variable("too_big")]).await.unwrap().is_empty(),
+        "nothing was written"
+    );
+    store
+        .write(
+            &Entry::variable("at_the_cap", "z".repeat(MAX_VALUE_BYTES).as_str()),
+            &Precondition::Any,
+        )
+        .await
+        .unwrap();
 }

@@ -62,7 +62,9 @@ impl TcpProxy {
                     break; // dropping the listener: new connections are refused
                 }
                 let Ok(client) = client else { continue };
-                let Ok(server) = TcpStream::connect(("127.0.0.1", st.upstream)) else { continue };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", st.upstream)) else {
+                    continue;
+                };
                 {
                     let mut conns = st.conns.lock().unwrap();
                     conns.push(client.try_clone().unwrap());
