@@ -300,15 +300,41 @@ async fn migrate_from(
     let (select_cfg, apply_cfg) = effective(cfg, args);
     let mut saved =
         Saved { policy: Some(crate::planfile::SavedPolicy::new(&select_cfg, &apply_cfg)), file: None, notes: Vec::new() };
-    if let Some(path) = &args.plan_file {
-        // A saved plan is applied under the policy it was made with, not today's flags.
+    let needs_key = (args.apply && !args.no_snapshot) || args.out.is_some() || args.plan_file.is_some();
+    let safety = if needs_key {
+        match Safety::open_with(&cfg.state, stats.state.clone()).await? {
+            Some(s) => Some(s),
+            None => {
+                return Err(AppError::Usage(
+                    "--apply records an encrypted snapshot of everything it overwrites, and saved plans carry keyed \
+                     fingerprints: both need a snapshot key: set [state] snapshot_key or snapshot_key_cmd, or \
+                     AIRFLOW_SECRETS_SYNC_SNAPSHOT_KEY (or pass --no-snapshot to apply without the ability to roll back)"
+                        .into(),
+                )
+                .into());
+            }
+        }
+    } else {
+        None
+    };
+    // An apply without a snapshot still takes the target's lock in the state database, so it
+    // never writes under a snapshotted apply (or another one of its kind).
+    let locker = match (&safety, args.apply) {
+        (None, true) => lock_db(cfg, stats).await?,
+        _ => None,
+    };
+    if let (Some(path), Some(s)) = (&args.plan_file, &safety) {
+        // A saved plan is applied under the policy it was made with, not today's flags, and only
+        // if its MAC shows nobody edited that policy (or anything else in it).
         let pf = crate::planfile::PlanFile::load(path)?;
+        pf.verify(&s.key)?;
         let p = &pf.policy;
         policy = Policy {
             selection: Selection::from_config(&p.select())?,
             prune: p.prune,
             adopt: p.adopt,
             max_deletes: p.max_deletes,
+            fidelity: policy.fidelity,
         };
         saved.file = Some(pf);
     }
@@ -330,27 +356,35 @@ async fn migrate_from(
     policy.adopt |= target_cfg.adopt();
     target_cfg.mark_target();
     saved.notes.extend(target_cfg.key_note("target"));
-    let target = registry::open_config(target_cfg).await.context("opening the target")?;
+    policy.fidelity = registry::fidelity(target).context("opening the target")?;
+    if policy.fidelity.auto_readers
+        && let Some(version) = source.airflow_version()
+    {
+        policy.fidelity.readers = crate::airflow::fidelity::Readers::for_airflow_version(version);
+        info!(airflow = version, readers = %policy.fidelity.readers.describe(), "readers from the source metastore's schema");
+    }
+    let target =
+        registry::open_config_with_reader(target_cfg, policy.fidelity.readers.primary()).await.context("opening the target")?;
     // Fault injection for the crash tests (AIRFLOW_SECRETS_SYNC_FAULT_ABORT_AFTER); a no-op otherwise.
     let target = stats.layer(crate::store::layered::from_env(target));
-    let needs_key = (args.apply && !args.no_snapshot) || args.out.is_some() || saved.file.is_some();
-    let safety = if needs_key {
-        match Safety::open_with(&cfg.state, stats.state.clone()).await? {
-            Some(s) => Some(s),
-            None => {
-                return Err(AppError::Usage(
-                    "--apply records an encrypted snapshot of everything it overwrites, and saved plans carry keyed \
-                     fingerprints: both need a snapshot key: set [state] snapshot_key or snapshot_key_cmd, or \
-                     AIRFLOW_SECRETS_SYNC_SNAPSHOT_KEY (or pass --no-snapshot to apply without the ability to roll back)"
-                        .into(),
-                )
-                .into());
-            }
+    run_pipeline(source, target, &policy, &opts, args, out, safety.as_ref(), locker.as_deref(), &saved, stats).await
+}
+
+/// The state database an apply without a snapshot locks its target in: the caller's (the
+/// daemon's), else the configured one. A configured PostgreSQL state that cannot be reached is
+/// an error; a SQLite state that cannot be opened (say, a read-only directory) is warned about.
+async fn lock_db(cfg: &Config, stats: &RunStats) -> anyhow::Result<Option<Arc<crate::state::StateDb>>> {
+    if let Some(db) = &stats.state {
+        return Ok(Some(db.clone()));
+    }
+    match crate::state::StateDb::open(&cfg.state).await {
+        Ok(db) => Ok(Some(Arc::new(db))),
+        Err(e) if cfg.state.url.is_some() => Err(e.into()),
+        Err(e) => {
+            tracing::warn!(error = %e, "no state database: applying without the target lock");
+            Ok(None)
         }
-    } else {
-        None
-    };
-    run_pipeline(source, target, &policy, &opts, args, out, safety.as_ref(), &saved, stats).await
+    }
 }
 
 /// Plan (and apply) between two open stores without the safety engine (library use, tests).
@@ -362,7 +396,7 @@ pub async fn migrate_between(
     args: &MigrateArgs,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<Exit> {
-    run_pipeline(source, target, policy, opts, args, out, None, &Saved::default(), &mut RunStats::default()).await
+    run_pipeline(source, target, policy, opts, args, out, None, None, &Saved::default(), &mut RunStats::default()).await
 }
 
 #[allow(clippy::too_many_arguments)] // one call site per command; a struct would only rename them
@@ -374,6 +408,7 @@ async fn run_pipeline(
     args: &MigrateArgs,
     out: &mut (dyn Write + Send),
     safety: Option<&Safety>,
+    locker: Option<&crate::state::StateDb>,
     saved: &Saved,
     stats: &mut RunStats,
 ) -> anyhow::Result<Exit> {
@@ -381,8 +416,9 @@ async fn run_pipeline(
     stats.target = Some(target.to_string());
     // An apply locks its target before reading it: another apply can neither change it between
     // this plan and its writes nor make the snapshot describe a state that is already gone.
-    let mut lock = match safety {
-        Some(s) if args.apply => Some(s.lock(target.as_ref()).await?),
+    let mut lock = match (safety, locker) {
+        (Some(s), _) if args.apply => Some(s.lock(target.as_ref()).await?),
+        (None, Some(db)) if args.apply => Some(db.lock_target(&target.identity(), "(apply without snapshot)").await?),
         _ => None,
     };
     let kinds = policy.selection.kinds().to_vec();
@@ -407,6 +443,18 @@ async fn run_pipeline(
             return Err(AppError::Drift(format!(
                 "saved plan refused: {} item(s) changed since it was made; make a new plan",
                 drift.len()
+            ))
+            .into());
+        }
+        // What would be written now must be exactly what the saved plan lists.
+        let unplanned = pf.unplanned(&plan);
+        if !unplanned.is_empty() {
+            for line in &unplanned {
+                writeln!(out, "  {line}")?;
+            }
+            return Err(AppError::Drift(format!(
+                "saved plan refused: {} write(s) differ from the ones it lists; make a new plan",
+                unplanned.len()
             ))
             .into());
         }
@@ -454,7 +502,7 @@ async fn run_pipeline(
     }
     let run = match safety {
         Some(s) => {
-            let lock = lock.take().expect("an apply with a state database holds the target lock");
+            let lock = lock.take().expect("a snapshotted apply holds the target lock");
             let run =
                 s.begin(&plan, target.as_ref(), &tgt_inv, RunKind::Migrate, None, args.resume.as_deref(), lock).await?;
             writeln!(
@@ -524,7 +572,13 @@ async fn run_pipeline(
         }
         .into()),
         exit => Err(AppError::Items {
-            message: format!("{} of {} writes failed; re-run to resume", report.failures.len(), plan.writes().count()),
+            message: format!(
+                "{} of {} writes failed; {}",
+                report.failures.len(),
+                plan.writes().count(),
+                // Throttled/unavailable runs stay interrupted and resume; others are finished.
+                if exit == Exit::Throttled { "re-run to resume" } else { "re-run to retry them in a new run" }
+            ),
             exit,
         }
         .into()),
@@ -554,7 +608,8 @@ pub async fn rollback(cfg: &Config, args: &crate::cli::RollbackArgs, out: &mut (
     let mut target_cfg = registry::parse(&cfg.target).context("opening the target")?;
     target_cfg.set_adopt(true);
     target_cfg.mark_target();
-    let target = registry::open_config(target_cfg).await.context("opening the target")?;
+    let plan_reader = registry::fidelity(&cfg.target).context("opening the target")?.readers.primary();
+    let target = registry::open_config_with_reader(target_cfg, plan_reader).await.context("opening the target")?;
     let target = crate::store::layered::from_env(target);
     if target.identity() != run.target {
         return Err(AppError::Usage(format!(
@@ -585,7 +640,15 @@ pub async fn rollback(cfg: &Config, args: &crate::cli::RollbackArgs, out: &mut (
     tgt_inv.retain(|id| touched.contains(id));
     let mut src_inv = present;
     src_inv.retain(|id| touched.contains(id));
-    let policy = Policy { selection: Selection::all(), prune: true, adopt: true, max_deletes: usize::MAX };
+    // Put back exactly what the target held, as its own reader read it.
+    let readers = crate::airflow::fidelity::Readers::only(&[plan_reader]);
+    let policy = Policy {
+        selection: Selection::all(),
+        prune: true,
+        adopt: true,
+        max_deletes: usize::MAX,
+        fidelity: crate::airflow::fidelity::Fidelity { readers, ..Default::default() },
+    };
     let plan = plan::diff(source.as_ref(), &src_inv, target.as_ref(), &tgt_inv, &policy);
     if args.json {
         render::write_json(&plan, out)?;

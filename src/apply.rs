@@ -16,7 +16,7 @@ use tracing::{debug, info, warn};
 
 use crate::error::Exit;
 use crate::model::ItemId;
-use crate::plan::{self, Action, Change, Plan};
+use crate::plan::{Action, Change, Plan};
 use crate::store::{Store, StoreError};
 
 #[derive(Clone, Debug)]
@@ -519,7 +519,11 @@ async fn verify(plan: &Plan, target: &dyn Store, report: &mut ApplyReport) {
             Action::Delete => back.get(&change.id).is_none(),
             _ => {
                 let desired = change.desired.as_ref().expect("write carries its entry");
-                back.get(&change.id).is_some_and(|got| plan::same_value(&plan::projected(&caps, desired), &got.value))
+                // What the plan predicted the target's reader reads back (the same model).
+                let want = target.read_as(desired, &[plan.primary_reader]).ok().and_then(|mut v| v.pop()).and_then(Result::ok);
+                back.get(&change.id).is_some_and(|got| {
+                    want.is_some_and(|w| crate::airflow::fidelity::differences(&w, &got.value).is_empty())
+                })
             }
         };
         if ok {
@@ -598,7 +602,7 @@ mod tests {
         let src: Inventory = (0..40).map(|i| Entry::variable(format!("v{i}"), format!("x{i}"))).collect();
         let target = Arc::new(Layer::new(Arc::new(MemoryStore::new("t")), Throttling::new(3)));
         let policy = crate::plan::Policy::new(crate::plan::Selection::all(), &crate::config::ApplyConfig::default());
-        let plan = plan::diff(&MemoryStore::new("s"), &src, target.as_ref(), &Inventory::new(), &policy);
+        let plan = crate::plan::diff(&MemoryStore::new("s"), &src, target.as_ref(), &Inventory::new(), &policy);
         let opts = ApplyOptions { base_backoff: Duration::from_millis(1), max_backoff: Duration::from_millis(20), ..Default::default() };
         let report = execute(&plan, target.clone(), &opts, Arc::new(NoJournal)).await;
         assert_eq!(report.exit(), Exit::Ok, "{:?}", report.failures);
@@ -630,7 +634,7 @@ mod tests {
         let inner: Arc<dyn Store> = Arc::new(MemoryStore::with_capabilities("t", caps));
         let target = Arc::new(Layer::new(inner, FirstReadBackFails(Default::default())));
         let policy = crate::plan::Policy::new(crate::plan::Selection::all(), &crate::config::ApplyConfig::default());
-        let plan = plan::diff(&MemoryStore::new("s"), &src, target.as_ref(), &Inventory::new(), &policy);
+        let plan = crate::plan::diff(&MemoryStore::new("s"), &src, target.as_ref(), &Inventory::new(), &policy);
         let report = execute(&plan, target, &ApplyOptions::default(), Arc::new(NoJournal)).await;
         assert_eq!(report.created, 120);
         assert_eq!(report.unverified.len(), 50, "the chunk whose read-back failed is unverified");
@@ -666,7 +670,7 @@ mod tests {
         let inner: Arc<dyn Store> = Arc::new(MemoryStore::with_capabilities("t", caps));
         let target = Arc::new(Layer::new(inner, DiesAfter(100, Default::default())));
         let policy = crate::plan::Policy::new(crate::plan::Selection::all(), &crate::config::ApplyConfig::default());
-        let plan = plan::diff(&MemoryStore::new("s"), &src, target.as_ref(), &Inventory::new(), &policy);
+        let plan = crate::plan::diff(&MemoryStore::new("s"), &src, target.as_ref(), &Inventory::new(), &policy);
         let report = execute(&plan, target.clone(), &ApplyOptions::default(), Arc::new(NoJournal)).await;
         assert_eq!(report.created, 100);
         assert!(report.interrupted.is_some());

@@ -26,6 +26,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod fault;
 pub mod insight;
 pub mod plan;
 pub mod planfile;

@@ -11,6 +11,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::Serialize;
 
 use crate::airflow::connection::{self, Loss, Reader};
+use crate::airflow::fidelity::{self, Fidelity, LegacyExtra};
 use crate::config::{ApplyConfig, SelectConfig};
 use crate::error::{AppError, Exit};
 use crate::model::{
@@ -67,11 +68,24 @@ pub struct Policy {
     pub prune: bool,
     pub adopt: bool,
     pub max_deletes: usize,
+    /// Which Airflow readers the target must satisfy, and what to do with legacy extras.
+    pub fidelity: Fidelity,
 }
 
 impl Policy {
     pub fn new(selection: Selection, apply: &ApplyConfig) -> Self {
-        Self { selection, prune: apply.prune, adopt: apply.adopt, max_deletes: apply.max_deletes }
+        Self {
+            selection,
+            prune: apply.prune,
+            adopt: apply.adopt,
+            max_deletes: apply.max_deletes,
+            fidelity: Fidelity::default(),
+        }
+    }
+
+    pub fn with_fidelity(mut self, fidelity: Fidelity) -> Self {
+        self.fidelity = fidelity;
+        self
     }
 }
 
@@ -170,6 +184,11 @@ pub struct Plan {
     pub tool_version: &'static str,
     pub source: String,
     pub target: String,
+    /// The Airflow readers the losses and errors were predicted for (`airflow2`, `airflow3`, `task-sdk`).
+    pub readers: Vec<&'static str>,
+    /// The reader the target's values are compared with (and read back with after an apply).
+    #[serde(skip)]
+    pub primary_reader: Reader,
     pub changes: Vec<Change>,
     pub summary: Summary,
     /// Plan-level refusals (e.g. more deletes than `max_deletes`). An errored plan is not applied.
@@ -279,30 +298,6 @@ fn changed_fields(want: &Value, have: &Value) -> Vec<&'static str> {
     }
 }
 
-/// What the target loses of `entry`, for the lossiness report.
-pub fn losses(caps: &Capabilities, entry: &Entry) -> Vec<Loss> {
-    let mut out = Vec::new();
-    match &entry.value {
-        Value::Variable(v) => {
-            if v.description.is_some() && !caps.variable_description {
-                out.push(Loss { field: "description", what: "the target does not store variable descriptions".to_string() });
-            }
-        }
-        Value::Connection(c) => {
-            if caps.connection_format == ConnectionFormat::Uri {
-                out.extend(connection::uri_losses(c));
-            }
-            if c.description.as_deref().is_some_and(|d| !d.is_empty())
-                && !caps.connection_description
-                && !out.iter().any(|l| l.field == "description")
-            {
-                out.push(Loss { field: "description", what: "the target does not give descriptions back to Airflow".to_string() });
-            }
-        }
-    }
-    out
-}
-
 fn encoded_size(caps: &Capabilities, entry: &Entry) -> usize {
     match &entry.value {
         Value::Variable(v) => v.value.len(),
@@ -334,6 +329,63 @@ fn refusal(caps: &Capabilities, entry: &Entry) -> Option<ItemError> {
         }
     }
     None
+}
+
+/// What the planner predicts for one source entry: the entry to write (the source's, or a rewrite
+/// the policy asks for), what the target's own reader will read back, and every loss of every
+/// configured reader. `Err`: the store refuses the write, or a configured reader refuses the item.
+fn predict(
+    target: &dyn Store,
+    entry: &std::sync::Arc<Entry>,
+    fidelity: &Fidelity,
+) -> Result<(std::sync::Arc<Entry>, Value, Vec<Loss>), ItemError> {
+    let mut extra_losses = Vec::new();
+    let mut desired = entry.clone();
+    if let (Value::Connection(c), LegacyExtra::Wrap(key)) = (&entry.value, &fidelity.legacy_extra)
+        && fidelity::legacy_extra(c)
+    {
+        let wrapped = fidelity::wrap_legacy_extra(c, key);
+        desired = std::sync::Arc::new(Entry { id: entry.id.clone(), value: Value::Connection(wrapped), meta: entry.meta.clone() });
+        extra_losses.push(Loss {
+            field: "extra",
+            what: format!("not a JSON object: written as {{\"{}\": <the text>}} (legacy_extra = \"wrap\")", key.escape_debug()),
+            readers: Vec::new(),
+        });
+    }
+    let readers = fidelity.readers.as_slice();
+    let readings = target.read_as(&desired, readers)?;
+    let mut refused: Vec<(Reader, ItemError)> = Vec::new();
+    let mut per_reader = Vec::new();
+    let mut want = None;
+    for (r, reading) in readers.iter().zip(readings) {
+        match reading {
+            Ok(v) => {
+                // Compared with the entry to write: a wrap was reported above, once.
+                per_reader.push((*r, fidelity::differences(&desired.value, &v)));
+                if *r == fidelity.readers.primary() {
+                    want = Some(v);
+                }
+            }
+            Err(e) => refused.push((*r, e)),
+        }
+    }
+    if let Some((_, first)) = refused.first() {
+        let who: Vec<&str> = refused.iter().map(|(r, _)| fidelity::reader_label(*r)).collect();
+        let mut detail = format!("{} would refuse it ({})", who.join(" and "), first.detail);
+        if let Value::Connection(c) = &desired.value
+            && fidelity::legacy_extra(c)
+        {
+            detail.push_str(
+                "; its extra is not a JSON object: set [target] legacy_extra = \"wrap\" to move the text under a key, \
+                 or airflow_readers = [\"2\"] if only Airflow 2 reads this target",
+            );
+        }
+        return Err(ItemError::new(ItemErrorKind::NotRepresentable, detail));
+    }
+    let mut losses = extra_losses;
+    losses.extend(fidelity::group(&per_reader));
+    let want = want.expect("the primary reader is one of the readers");
+    Ok((desired, want, losses))
 }
 
 /// Diff `source` against `target` (both already read) under `policy`.
@@ -384,7 +436,7 @@ pub fn diff(source_store: &dyn Store, source: &Inventory, target_store: &dyn Sto
             changes.push(ch);
             continue;
         }
-        let Some(entry) = source.get(id) else { continue };
+        let Some(entry) = source.get_shared(id) else { continue };
         match target_store.locate(id) {
             Placement::At(name) => ch.target_name = Some(name),
             Placement::Invalid(why) => {
@@ -405,7 +457,7 @@ pub fn diff(source_store: &dyn Store, source: &Inventory, target_store: &dyn Sto
             changes.push(ch);
             continue;
         }
-        if let Some(err) = refusal(&caps, entry) {
+        if let Some(err) = refusal(&caps, &entry) {
             ch.error = Some(PlanItemError::new("target", &err));
             changes.push(ch);
             continue;
@@ -418,11 +470,18 @@ pub fn diff(source_store: &dyn Store, source: &Inventory, target_store: &dyn Sto
             changes.push(ch);
             continue;
         }
-        ch.losses = losses(&caps, entry);
-        let want = projected(&caps, entry);
+        let (desired, want, losses) = match predict(target_store, &entry, &policy.fidelity) {
+            Ok(p) => p,
+            Err(err) => {
+                ch.error = Some(PlanItemError::new("target", &err));
+                changes.push(ch);
+                continue;
+            }
+        };
+        ch.losses = losses;
         match (target.get(id), target.error(id)) {
             (Some(current), _) => {
-                if same_value(&want, &current.value) {
+                if fidelity::differences(&want, &current.value).is_empty() {
                     ch.action = Action::Unchanged;
                     ch.losses.clear();
                 } else if caps.keep_existing {
@@ -441,7 +500,7 @@ pub fn diff(source_store: &dyn Store, source: &Inventory, target_store: &dyn Sto
                         ch.note = Some("adopted: not written by this tool until now".into());
                     }
                     ch.precondition = current.meta.version.clone().map_or(Precondition::Any, Precondition::Version);
-                    ch.desired = source.get_shared(id);
+                    ch.desired = Some(desired);
                 }
             }
             (None, Some(err)) if err.kind == ItemErrorKind::Blocked => {
@@ -453,12 +512,12 @@ pub fn diff(source_store: &dyn Store, source: &Inventory, target_store: &dyn Sto
                 // The target holds something Airflow cannot read either; replacing it fixes it.
                 ch.action = Action::Update;
                 ch.note = Some(format!("current target value is unreadable ({})", err.kind.as_str()));
-                ch.desired = source.get_shared(id);
+                ch.desired = Some(desired);
             }
             (None, None) => {
                 ch.action = Action::Create;
                 ch.precondition = if caps.conditional_writes { Precondition::Absent } else { Precondition::Any };
-                ch.desired = source.get_shared(id);
+                ch.desired = Some(desired);
             }
         }
         changes.push(ch);
@@ -511,6 +570,8 @@ pub fn diff(source_store: &dyn Store, source: &Inventory, target_store: &dyn Sto
         tool_version: env!("CARGO_PKG_VERSION"),
         source: source_store.identity(),
         target: target_store.identity(),
+        readers: policy.fidelity.readers.ids(),
+        primary_reader: policy.fidelity.readers.primary(),
         changes,
         summary,
         refusals,

@@ -4,6 +4,12 @@
 //! from the snapshot key) of its source and its target value, plus the tool version, both store
 //! identities and the policy it was made under. Applying it re-reads both sides and refuses (exit
 //! 12, a masked list of what drifted) if anything in scope changed, appeared or vanished since.
+//!
+//! The file is authenticated: `mac` is an HMAC-SHA256, under a key derived from the snapshot key,
+//! of the canonical form of every other field (unknown fields are refused), so an edited policy,
+//! selection or change list is refused (exit 12) before anything is read. The changes it lists
+//! must then equal the writes recomputed from the stores, or it is refused with a masked list.
+//! It is written atomically (a 0600 temp file in the same directory, fsynced, renamed).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,10 +22,12 @@ use crate::model::{Inventory, ItemId, Kind};
 use crate::plan::{Plan, Selection};
 use crate::state::SnapshotKey;
 
-pub const FORMAT: u32 = 1;
+/// 2: the file carries a MAC (`mac`) and refuses unknown fields.
+pub const FORMAT: u32 = 2;
 
 /// The policy a plan was made under; applying it uses this, not the flags of the day.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
 pub struct SavedPolicy {
     pub only: Option<Kind>,
     pub include: Vec<String>,
@@ -55,6 +63,7 @@ impl SavedPolicy {
 
 /// One planned line, for review (no values).
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SavedChange {
     pub kind: Kind,
     pub id: String,
@@ -63,6 +72,7 @@ pub struct SavedChange {
 
 /// Fingerprints of one item in scope; `None` = absent on that side.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
 pub struct ItemPrint {
     pub kind: Kind,
     pub id: String,
@@ -71,6 +81,7 @@ pub struct ItemPrint {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PlanFile {
     pub format: u32,
     pub tool_version: String,
@@ -82,6 +93,9 @@ pub struct PlanFile {
     pub policy: SavedPolicy,
     pub changes: Vec<SavedChange>,
     pub items: Vec<ItemPrint>,
+    /// HMAC of the canonical form of every field above (hex); see [`PlanFile::sign`].
+    #[serde(default)]
+    pub mac: String,
 }
 
 /// One item that changed since the plan was saved. Names only.
@@ -124,7 +138,7 @@ fn item_prints(key: &SnapshotKey, source: &Inventory, target: &Inventory, select
 
 impl PlanFile {
     pub fn new(plan: &Plan, key: &SnapshotKey, policy: SavedPolicy, source: &Inventory, target: &Inventory, selection: &Selection) -> Self {
-        Self {
+        let mut pf = Self {
             format: FORMAT,
             tool_version: env!("CARGO_PKG_VERSION").into(),
             created_at: crate::state::now(),
@@ -139,12 +153,62 @@ impl PlanFile {
                 .map(|c| SavedChange { kind: c.id.kind, id: c.id.id.clone(), action: c.action.as_str().into() })
                 .collect(),
             items: item_prints(key, source, target, selection),
-        }
+            mac: String::new(),
+        };
+        pf.sign(key);
+        pf
     }
 
+    /// The bytes the MAC covers: every field but `mac`, compact JSON in declaration order (the
+    /// same for any whitespace or key order the file was saved with).
+    fn canonical(&self) -> Vec<u8> {
+        let mut v = serde_json::to_value(self).expect("a plan file serializes");
+        if let Some(m) = v.as_object_mut() {
+            m.remove("mac");
+        }
+        serde_json::to_vec(&v).expect("a plan file serializes")
+    }
+
+    /// (Re)compute the MAC over the file's current content.
+    pub fn sign(&mut self, key: &SnapshotKey) {
+        self.mac = key.plan_mac(&self.canonical());
+    }
+
+    /// Refuse (exit 12) a file whose MAC does not verify under `key`: edited, or saved under
+    /// another snapshot key.
+    pub fn verify(&self, key: &SnapshotKey) -> Result<(), AppError> {
+        if key.verify_plan_mac(&self.canonical(), &self.mac) {
+            return Ok(());
+        }
+        let why = if self.mac.is_empty() {
+            "it carries no MAC".to_string()
+        } else if self.key_id != key.id() {
+            format!("it names snapshot key {}, this key is {}", self.key_id, key.id())
+        } else {
+            "the file was changed after it was saved".to_string()
+        };
+        Err(AppError::Drift(format!("saved plan refused: its MAC does not verify ({why}); make a new plan")))
+    }
+
+    /// The writes of `plan` that the saved change list does not hold, and saved changes `plan`
+    /// no longer makes, one masked line each (ids and actions, never a value).
+    pub fn unplanned(&self, plan: &Plan) -> Vec<String> {
+        let key = |kind: Kind, id: &str, action: &str| (kind, id.to_string(), action.to_string());
+        let saved: std::collections::BTreeSet<(Kind, String, String)> =
+            self.changes.iter().map(|c| key(c.kind, &c.id, &c.action)).collect();
+        let now: std::collections::BTreeSet<(Kind, String, String)> =
+            plan.changes.iter().filter(|c| c.action.is_write()).map(|c| key(c.id.kind, &c.id.id, c.action.as_str())).collect();
+        let show = |(kind, id, action): &(Kind, String, String)| format!("{action} {} ({kind})", id.escape_debug());
+        now.difference(&saved)
+            .map(|c| format!("not in the saved plan: {}", show(c)))
+            .chain(saved.difference(&now).map(|c| format!("saved but not planned now: {}", show(c))))
+            .collect()
+    }
+
+    /// Write the plan atomically, readable by its owner only.
     pub fn save(&self, path: &Path) -> Result<(), AppError> {
-        let text = serde_json::to_string_pretty(self).expect("a plan file serializes");
-        std::fs::write(path, text + "\n").map_err(|e| AppError::Usage(format!("cannot write {}: {e}", path.display())))
+        let text = serde_json::to_string_pretty(self).expect("a plan file serializes") + "\n";
+        write_private(path, text.as_bytes()).map_err(|e| AppError::Usage(format!("cannot write {}: {e}", path.display())))
     }
 
     pub fn load(path: &Path) -> Result<PlanFile, AppError> {
@@ -201,6 +265,37 @@ impl PlanFile {
     }
 }
 
+/// A temp file (mode 0600, exclusive) beside `path`, fsynced, renamed over it; the directory is
+/// fsynced so the rename is durable too. A failure removes the temp file.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().ok_or_else(|| std::io::Error::other("not a file name"))?;
+    let tmp = dir.join(format!(".{}.{}-{:08x}.tmp", name.to_string_lossy(), std::process::id(), rand::random::<u32>()));
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let result = (|| {
+        let mut f = opts.open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,6 +315,23 @@ mod tests {
         let pf = PlanFile::new(&plan, &key, SavedPolicy::new(&SelectConfig::default(), &ApplyConfig::default()), &src, &tgt, &sel);
         let text = serde_json::to_string(&pf).unwrap();
         assert!(!text.contains("canary"), "{text}");
+        // Authenticated: any edit of the content, or another key, is refused.
+        pf.verify(&key).unwrap();
+        let reparsed: PlanFile = serde_json::from_str(&text).unwrap();
+        reparsed.verify(&key).unwrap();
+        let mut edited = pf.clone();
+        edited.policy.prune = true;
+        assert!(matches!(edited.verify(&key), Err(AppError::Drift(_))));
+        let mut unsigned = pf.clone();
+        unsigned.mac.clear();
+        assert!(unsigned.verify(&key).is_err());
+        assert!(pf.verify(&SnapshotKey::parse(&"cd".repeat(32)).unwrap()).is_err());
+        assert!(serde_json::from_str::<PlanFile>(&text.replacen("{", "{\"extra\":1,", 1)).is_err(), "unknown fields are refused");
+        // The recomputed write set must equal the saved one.
+        assert!(pf.unplanned(&plan).is_empty());
+        let mut fewer = pf.clone();
+        fewer.changes.retain(|c| c.id != "a");
+        assert_eq!(fewer.unplanned(&plan), vec!["not in the saved plan: create a (variable)".to_string()]);
         assert!(pf.drift(&key, &src, &tgt, &sel).is_empty());
 
         let mut src2 = src.clone();

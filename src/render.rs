@@ -22,7 +22,11 @@ fn row_cells(c: &crate::plan::Change) -> [String; 5] {
         details.push(n.clone());
     }
     for l in &c.losses {
-        details.push(format!("loses {}: {}", l.field, l.what));
+        if l.readers.is_empty() {
+            details.push(format!("loses {}: {}", l.field, l.what));
+        } else {
+            details.push(format!("loses {}: {} ({})", l.field, l.what, l.readers.join(", ")));
+        }
     }
     [
         c.action.as_str().to_string(),
@@ -31,6 +35,11 @@ fn row_cells(c: &crate::plan::Change) -> [String; 5] {
         c.target_name.clone().unwrap_or_default().escape_debug().to_string(),
         details.join("; "),
     ]
+}
+
+fn reader_label_of(id: &str) -> &'static str {
+    use crate::airflow::{connection::Reader, fidelity};
+    Reader::ALL.into_iter().find(|r| fidelity::reader_id(*r) == id).map_or("?", fidelity::reader_label)
 }
 
 /// The plan as a table (masked: actions, names, changed field names, losses, errors).
@@ -54,6 +63,7 @@ pub fn write_table_noted(
     out: &mut dyn std::io::Write,
 ) -> std::io::Result<()> {
     writeln!(out, "Plan: {} -> {}", plan.source, plan.target)?;
+    writeln!(out, "Predicted for: {}", plan.readers.iter().map(|r| reader_label_of(r)).collect::<Vec<_>>().join(", "))?;
     for n in notes {
         writeln!(out, "  {n}")?;
     }

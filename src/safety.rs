@@ -83,14 +83,41 @@ impl Safety {
             let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
             self.key.fingerprint(&refs)
         };
+        // Only an interrupted run (status `applying`: killed, or stopped by an unavailable
+        // backend) is continued. A finished, failed or rolled-back run is history: resuming it
+        // would stretch one snapshot over days of later changes.
         let previous: Option<RunRecord> = match resume {
-            Some(r) => Some(self.db.run(r).await?),
+            Some(r) => {
+                let prev = self.db.run(r).await?;
+                if prev.status != RunStatus::Applying {
+                    return Err(AppError::Usage(format!(
+                        "run {r} is {}: only an interrupted (applying) run can be resumed; apply without --resume to start a new run",
+                        prev.status.as_str()
+                    ))
+                    .into());
+                }
+                if prev.kind != kind.as_str() {
+                    return Err(AppError::Usage(format!("run {r} is a {} run, not a {} run", prev.kind, kind.as_str())).into());
+                }
+                Some(prev)
+            }
             None if kind == RunKind::Migrate => self.db.incomplete_run(&target_id).await?,
             None => None,
         };
         if let Some(prev) = &previous {
             if prev.target != target_id {
                 return Err(AppError::Usage(format!("run {} was applied to {}, not to {target_id}", prev.id, prev.target)).into());
+            }
+            // One run, one key: its snapshot rows must all open with the key rollback will use.
+            if prev.key_id != self.key.id() {
+                return Err(AppError::Usage(format!(
+                    "run {} on {target_id} did not finish and was recorded under another snapshot key (key id {}; this key is {}): \
+                     configure the key it was recorded with to resume it or to roll it back",
+                    prev.id,
+                    prev.key_id,
+                    self.key.id()
+                ))
+                .into());
             }
             if resume.is_none() && prev.source != plan.source {
                 return Err(AppError::Usage(format!(
@@ -154,11 +181,15 @@ impl Safety {
         Ok(ActiveRun { run_id, resumed: previous.is_some(), journal, _lock: lock })
     }
 
+    /// Record how the run ended: done; interrupted (still `applying`, resumed by the next apply)
+    /// when it stopped on throttled or unavailable writes, which are safe to re-run; else failed.
     pub async fn finish(&self, run: &ActiveRun, report: &ApplyReport) -> Result<(), StateError> {
         let status = match report.exit() {
             Exit::Ok => RunStatus::Done,
-            // The target went away mid-run: the run was interrupted, not failed, and resumes.
-            _ if report.interrupted.is_some() => RunStatus::Applying,
+            Exit::Throttled => return Ok(()),
+            // The target went away mid-run (the apply's breaker opened) before anything landed:
+            // interrupted as well, not failed; it resumes.
+            _ if report.interrupted.is_some() => return Ok(()),
             _ => RunStatus::Failed,
         };
         self.db.set_run_status(&run.run_id, status).await
@@ -166,6 +197,14 @@ impl Safety {
 
     /// The snapshot of `run_id` as (what was present, ids that were absent, ids unreadable then).
     pub async fn snapshot_of(&self, run: &RunRecord) -> Result<(Inventory, Vec<ItemId>, Vec<ItemId>), StateError> {
+        if run.snapshot && run.key_id != self.key.id() {
+            return Err(StateError::Key(format!(
+                "run {} was recorded under another snapshot key (key id {}; this key is {}): configure that key",
+                run.id,
+                run.key_id,
+                self.key.id()
+            )));
+        }
         let priors = self.db.load_snapshot(&self.key, &run.id, &run.target).await?;
         let mut present = Inventory::new();
         let (mut absent, mut unreadable) = (Vec::new(), Vec::new());
@@ -183,4 +222,48 @@ impl Safety {
 /// A journal for runs without a state database (`--no-snapshot`).
 pub fn no_journal() -> Arc<dyn Journal> {
     Arc::new(NoJournal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::ItemFailure;
+    use crate::config::ApplyConfig;
+    use crate::model::Entry;
+    use crate::plan::{Policy, Selection, diff};
+    use crate::store::memory::MemoryStore;
+
+    fn failed(retryable: bool, exit: Exit) -> ApplyReport {
+        let failure = ItemFailure { id: ItemId::variable("a"), exit, retryable, message: "write failed".into() };
+        ApplyReport { failures: vec![failure], ..ApplyReport::default() }
+    }
+
+    /// A run cut off by throttling or an unavailable backend (exit 11) is interrupted, and the
+    /// next apply resumes it; a run that finished with other failures is done with: the next
+    /// apply starts a run (and a snapshot) of its own.
+    #[tokio::test]
+    async fn only_a_run_cut_off_by_an_unavailable_backend_stays_resumable() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(StateDb::open_sqlite(&dir.path().join("state.db")).await.unwrap());
+        let s = Safety { db, key: SnapshotKey::parse(&"ab".repeat(32)).unwrap() };
+        let (src, tgt) = (MemoryStore::new("s"), MemoryStore::new("t"));
+        let src_inv: Inventory = [Entry::variable("a", "1")].into_iter().collect();
+        let tgt_inv = Inventory::new();
+        let plan = diff(&src, &src_inv, &tgt, &tgt_inv, &Policy::new(Selection::all(), &ApplyConfig::default()));
+        let begin = || async { s.begin(&plan, &tgt, &tgt_inv, RunKind::Migrate, None, None, s.lock(&tgt).await.unwrap()).await.unwrap() };
+
+        let run = begin().await;
+        s.finish(&run, &failed(true, Exit::Throttled)).await.unwrap();
+        let id = run.run_id.clone();
+        drop(run);
+        assert_eq!(s.db.run(&id).await.unwrap().status, RunStatus::Applying);
+        let again = begin().await;
+        assert!(again.resumed && again.run_id == id);
+
+        s.finish(&again, &failed(false, Exit::PermissionDenied)).await.unwrap();
+        drop(again);
+        assert_eq!(s.db.run(&id).await.unwrap().status, RunStatus::Failed);
+        let third = begin().await;
+        assert!(!third.resumed && third.run_id != id, "a failed run is not resumed");
+    }
 }

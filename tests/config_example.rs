@@ -99,3 +99,20 @@ fn the_daemon_section_parses_with_its_documented_defaults() {
     // A misspelt job key is an error, not ignored.
     assert!(Config::from_toml(&EXAMPLE.replace("jitter_secs = 0", "jiter_secs = 0")).is_err());
 }
+
+#[test]
+fn the_reader_options_of_the_example_parse() {
+    let text = EXAMPLE.replace("# airflow_readers = [\"2\", \"3\"]", "airflow_readers = [\"2\", \"3\"]").replace(
+        "# legacy_extra = \"refuse\"\n# legacy_extra_key = \"legacy_extra\"",
+        "legacy_extra = \"wrap\"\nlegacy_extra_key = \"legacy_extra\"",
+    );
+    assert_ne!(text, EXAMPLE, "the example documents airflow_readers and legacy_extra");
+    let cfg = Config::from_toml(&text).unwrap();
+    registry::parse(&cfg.target).expect("the reader keys are not the store's");
+    let f = registry::fidelity(&cfg.target).unwrap();
+    assert_eq!(f.readers, airflow_secrets_sync::airflow::fidelity::Readers::all());
+    assert_eq!(f.legacy_extra, airflow_secrets_sync::airflow::fidelity::LegacyExtra::Wrap("legacy_extra".into()));
+    let mut bad = cfg.target.clone();
+    bad.0.insert("airflow_readers".into(), toml::Value::Array(vec![toml::Value::String("4".into())]));
+    assert!(registry::fidelity(&bad).unwrap_err().to_string().contains("unknown Airflow reader"));
+}

@@ -157,6 +157,10 @@ async fn a_job_keeps_local_files_in_step_and_is_observable() {
             std::fs::read_to_string(&vars).ok().filter(|t| t.contains("added_later")).map(drop)
         });
 
+        // The file is replaced before that run records its counts: wait for the run to finish.
+        wait_for(30, "the run that wrote it to finish", || {
+            get(addr, "/metrics").1.contains("airflow_secrets_sync_items_total{job=\"files\",action=\"unchanged\"}").then_some(())
+        });
         let status = status_json(addr);
         let job = &status["jobs"][0];
         assert_eq!(job["mode"], "apply");

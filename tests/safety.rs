@@ -271,3 +271,187 @@ async fn the_state_database_can_be_postgresql() {
     assert_eq!(code(&undo), 0, "{}", text(&undo));
     assert_eq!(variables(d).as_object().map_or(0, |m| m.len()), 0);
 }
+
+// ---- issue 16: a saved plan is authenticated; resume picks only interrupted runs; --no-snapshot locks
+
+/// Replace the `snapshot_key = ...` line of the config in `dir` with a fresh key.
+fn change_snapshot_key(dir: &Path) {
+    let cfg = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    let key = demo::generate_fernet_key();
+    let new: String = cfg
+        .lines()
+        .map(|l| if l.starts_with("snapshot_key") { format!("snapshot_key = \"{}\"\n", key.expose_plaintext()) } else { format!("{l}\n") })
+        .collect();
+    assert_ne!(cfg, new);
+    std::fs::write(dir.join("config.toml"), new).unwrap();
+}
+
+async fn state_db(dir: &Path) -> airflow_secrets_sync::state::StateDb {
+    airflow_secrets_sync::state::StateDb::open_sqlite(&dir.join("state.db")).await.unwrap()
+}
+
+#[tokio::test]
+async fn an_edited_saved_plan_is_refused_and_the_file_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = seeded().await;
+    let d = dir.path();
+    let plan_path = d.join("plan.json");
+    let p = plan_path.to_str().unwrap();
+    let o = run(d, &["migrate", "--plan", "--out", p, "--only", "variables"], &[]);
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    let mode = std::fs::metadata(&plan_path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "a saved plan is written mode 0600, not {mode:o}");
+    let leftovers: Vec<_> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("plan.json") && n != "plan.json")
+        .collect();
+    assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+
+    // Someone widens the reviewed policy (only variables -> everything): not the plan that was reviewed.
+    let original = std::fs::read_to_string(&plan_path).unwrap();
+    let mut edited: serde_json::Value = serde_json::from_str(&original).unwrap();
+    assert_eq!(edited["policy"]["only"], "variable", "{original}");
+    edited["policy"]["only"] = serde_json::Value::Null;
+    std::fs::write(&plan_path, serde_json::to_string_pretty(&edited).unwrap()).unwrap();
+    let o = run(d, &["migrate", "--apply", "--plan-file", p], &[]);
+    assert_eq!(code(&o), 12, "{}", text(&o));
+    assert!(text(&o).contains("does not verify"), "{}", text(&o));
+    assert!(!d.join("variables.json").exists() && !d.join("connections.json").exists(), "nothing is written");
+
+    // Cosmetic edits (whitespace, key order) keep the canonical content, hence the MAC.
+    let compact = serde_json::to_string(&serde_json::from_str::<serde_json::Value>(&original).unwrap()).unwrap();
+    std::fs::write(&plan_path, compact).unwrap();
+    let o = run(d, &["migrate", "--apply", "--plan-file", p], &[]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(!d.join("connections.json").exists(), "connections were outside the saved plan");
+}
+
+#[tokio::test]
+async fn a_saved_plan_applies_only_the_write_set_it_saved() {
+    use airflow_secrets_sync::config::Config;
+    use airflow_secrets_sync::planfile::PlanFile;
+    use airflow_secrets_sync::state::SnapshotKey;
+    let dir = seeded().await;
+    let d = dir.path();
+    let plan_path = d.join("plan.json");
+    let p = plan_path.to_str().unwrap();
+    let o = run(d, &["migrate", "--plan", "--out", p, "--only", "variables"], &[]);
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    // The saved list of changes loses one line, and the file is re-signed with the right key (a
+    // holder of the key, or a bug): the fingerprints still match, but the write set does not.
+    let cfg = Config::load(&d.join("config.toml")).unwrap();
+    let key = SnapshotKey::resolve(&cfg.state).unwrap().unwrap();
+    let mut pf = PlanFile::load(&plan_path).unwrap();
+    pf.verify(&key).unwrap();
+    let dropped = pf.changes.remove(0);
+    pf.sign(&key);
+    pf.save(&plan_path).unwrap();
+    let o = run(d, &["migrate", "--apply", "--plan-file", p], &[]);
+    assert_eq!(code(&o), 12, "{}", text(&o));
+    assert!(text(&o).contains(&format!("not in the saved plan: {} {}", dropped.action, dropped.id)), "{}", text(&o));
+    for c in CANARIES {
+        assert!(!text(&o).contains(c), "{c:?} printed:\n{}", text(&o));
+    }
+    assert!(!d.join("variables.json").exists(), "nothing is written");
+}
+
+#[tokio::test]
+async fn a_failed_run_is_not_resumed_by_a_later_apply() {
+    use airflow_secrets_sync::state::RunStatus;
+    let dir = seeded().await;
+    let d = dir.path();
+    let crashed = run(d, &["migrate", "--apply"], &[("AIRFLOW_SECRETS_SYNC_FAULT_ABORT_AFTER", "2")]);
+    assert_ne!(code(&crashed), 0, "{}", text(&crashed));
+    let first = run_id(&crashed);
+    // The run finished with failures (not interrupted): a later apply starts a run of its own.
+    state_db(d).await.set_run_status(&first, RunStatus::Failed).await.unwrap();
+    let again = run(d, &["migrate", "--apply"], &[]);
+    assert_eq!(code(&again), 0, "{}", text(&again));
+    assert_ne!(run_id(&again), first, "a failed run must not be resumed: {}", text(&again));
+    assert!(!text(&again).contains("(resumed)"), "{}", text(&again));
+}
+
+#[tokio::test]
+async fn resume_refuses_finished_failed_and_rolled_back_runs() {
+    use airflow_secrets_sync::state::RunStatus;
+    let dir = seeded().await;
+    let d = dir.path();
+    let first = run(d, &["migrate", "--apply"], &[]);
+    assert_eq!(code(&first), 0, "{}", text(&first));
+    let done = run_id(&first);
+    let mut vars = variables(d);
+    vars["environment"] = "staging".into();
+    std::fs::write(d.join("variables.json"), serde_json::to_string(&vars).unwrap()).unwrap();
+
+    let o = run(d, &["migrate", "--apply", "--resume", &done], &[]);
+    assert_eq!(code(&o), 3, "a finished run cannot be resumed: {}", text(&o));
+    assert!(text(&o).contains(&done) && text(&o).contains("done"), "{}", text(&o));
+    assert_eq!(variables(d)["environment"], "staging", "nothing is written");
+
+    let db = state_db(d).await;
+    db.set_run_status(&done, RunStatus::Failed).await.unwrap();
+    let o = run(d, &["migrate", "--apply", "--resume", &done], &[]);
+    assert_eq!(code(&o), 3, "a failed run cannot be resumed: {}", text(&o));
+    db.set_run_status(&done, RunStatus::RolledBack).await.unwrap();
+    let o = run(d, &["migrate", "--apply", "--resume", &done], &[]);
+    assert_eq!(code(&o), 3, "a rolled-back run cannot be resumed: {}", text(&o));
+    assert!(text(&o).contains("rolled_back"), "{}", text(&o));
+    assert_eq!(variables(d)["environment"], "staging", "nothing is written");
+    assert_eq!(db.runs(10).await.unwrap().len(), 1, "no run was started");
+}
+
+#[tokio::test]
+async fn an_interrupted_run_is_not_resumed_under_another_snapshot_key() {
+    let dir = seeded().await;
+    let d = dir.path();
+    let crashed = run(d, &["migrate", "--apply"], &[("AIRFLOW_SECRETS_SYNC_FAULT_ABORT_AFTER", "2")]);
+    assert_ne!(code(&crashed), 0, "{}", text(&crashed));
+    let first = run_id(&crashed);
+    let before = std::fs::read(d.join("variables.json")).ok();
+    let original_cfg = std::fs::read_to_string(d.join("config.toml")).unwrap();
+    change_snapshot_key(d);
+    for args in [&["migrate", "--apply"][..], &["migrate", "--apply", "--resume", &first]] {
+        let o = run(d, args, &[]);
+        assert_eq!(code(&o), 3, "{}", text(&o));
+        assert!(text(&o).contains(&first) && text(&o).contains("another snapshot key"), "{}", text(&o));
+        assert_eq!(std::fs::read(d.join("variables.json")).ok(), before, "nothing is written");
+    }
+    // Its snapshot opens with its own key only, and the refusal says so.
+    let o = run(d, &["rollback", &first, "--plan"], &[]);
+    assert_eq!(code(&o), 3, "{}", text(&o));
+    assert!(text(&o).contains("another snapshot key"), "{}", text(&o));
+    // With its own key it resumes.
+    std::fs::write(d.join("config.toml"), original_cfg).unwrap();
+    let o = run(d, &["migrate", "--apply"], &[]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_eq!(run_id(&o), first);
+}
+
+#[tokio::test]
+async fn no_snapshot_applies_and_jobs_take_the_target_lock() {
+    use airflow_secrets_sync::config::Config;
+    use airflow_secrets_sync::store::registry;
+    let dir = seeded().await;
+    let d = dir.path();
+    let cfg = Config::load(&d.join("config.toml")).unwrap();
+    let target = registry::open(&cfg.target).await.unwrap();
+    let db = state_db(d).await;
+    let held = db.lock_target(&target.identity(), "other-run").await.unwrap();
+    let o = run(d, &["migrate", "--apply", "--no-snapshot"], &[]);
+    assert_eq!(code(&o), 16, "{}", text(&o));
+    assert!(text(&o).contains("other-run"), "{}", text(&o));
+    assert!(!d.join("variables.json").exists());
+
+    // A daemon job with no_snapshot = true, run once.
+    let mut daemon_cfg = std::fs::read_to_string(d.join("config.toml")).unwrap();
+    daemon_cfg.push_str("\n[[jobs]]\nname = \"sync\"\nschedule = \"0 * * * *\"\nmode = \"apply\"\nno_snapshot = true\n");
+    std::fs::write(d.join("daemon.toml"), daemon_cfg).unwrap();
+    let o = run(d, &["daemon", "--once", "--config", "daemon.toml"], &[]);
+    assert_eq!(code(&o), 16, "{}", text(&o));
+    assert!(!d.join("variables.json").exists());
+
+    drop(held);
+    let o = run(d, &["migrate", "--apply", "--no-snapshot"], &[]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+}

@@ -64,6 +64,9 @@ impl ParseError {
 pub struct Loss {
     pub field: &'static str,
     pub what: String,
+    /// The readers that read it so (`airflow2`, `airflow3`, `task-sdk`); empty: every reader.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub readers: Vec<&'static str>,
 }
 
 impl Loss {
@@ -71,6 +74,7 @@ impl Loss {
         Self {
             field,
             what: what.into(),
+            readers: Vec::new(),
         }
     }
 }
@@ -491,7 +495,35 @@ const FIELD_KEYS: [&str; 8] = [
     "extra",
 ];
 
+/// Airflow's `Connection(conn_id, **dict)`: the constructor, without `from_json`'s normalisation.
+/// Used by `LocalFilesystemBackend` for json/yaml dicts and by `VaultBackend` before hashicorp 4.8
+/// (spec §5.1, §5.6): `conn_type` is kept as given, `port` is not converted (so `0` stays `0`), an
+/// `extra` dict is `json.dumps`-ed, a string kept. The 3.x ORM still refuses a non-object extra.
+pub fn from_kwargs(
+    m: &serde_json::Map<String, serde_json::Value>,
+    reader: Reader,
+) -> Result<Connection, ParseError> {
+    let items = m
+        .iter()
+        .map(|(k, v)| (k.clone(), pyjson::from_serde(v)))
+        .collect();
+    from_items_as(items, reader, Construct::Kwargs)
+}
+
+/// How a field dict becomes a `Connection`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Construct {
+    /// `Connection.from_json`: conn_type normalised, port `int()`-ed, falsy port dropped.
+    FromJson,
+    /// `Connection(**dict)`: fields as given.
+    Kwargs,
+}
+
 fn from_items(items: Vec<(String, PyJson)>, reader: Reader) -> Result<Connection, ParseError> {
+    from_items_as(items, reader, Construct::FromJson)
+}
+
+fn from_items_as(items: Vec<(String, PyJson)>, reader: Reader, how: Construct) -> Result<Connection, ParseError> {
     // Keyword check first: Python raises TypeError for these whatever the values are.
     for (k, v) in &items {
         match k.as_str() {
@@ -536,6 +568,7 @@ fn from_items(items: Vec<(String, PyJson)>, reader: Reader) -> Result<Connection
         _ => None,
     };
     let conn_type = match get("conn_type") {
+        Some(PyJson::Str(s)) if how == Construct::Kwargs => Some(s.clone()),
         Some(PyJson::Str(s)) if !s.is_empty() => Some(normalize_conn_type(s)),
         Some(v) if v.truthy() => {
             return Err(ParseError::new(
@@ -545,6 +578,8 @@ fn from_items(items: Vec<(String, PyJson)>, reader: Reader) -> Result<Connection
         _ => None,
     };
     let port = match get("port") {
+        // The constructor keeps any port it is given, 0 included.
+        Some(v) if how == Construct::Kwargs && !matches!(v, PyJson::Null) => Some(python_int_port(v)?),
         Some(v) if v.truthy() => Some(python_int_port(v)?),
         _ => None,
     };
@@ -694,7 +729,14 @@ pub fn equivalent(a: &Connection, b: &Connection) -> bool {
         && extra_equivalent(secret(&a.extra), secret(&b.extra))
 }
 
-fn extra_equivalent(a: &str, b: &str) -> bool {
+/// Whether `raw` is a JSON object (what the 3.x ORM requires of a non-empty extra).
+pub fn extra_is_object(raw: &str) -> bool {
+    matches!(pyjson::loads(raw), Ok(PyJson::Object(_)))
+}
+
+/// Whether two raw extras read the same (`extra_dejson`): None, `''` and `{}` alike, JSON compared
+/// as parsed, anything else verbatim.
+pub fn extra_equivalent(a: &str, b: &str) -> bool {
     // None / '' / {} all mean "no extra" to Airflow.
     fn norm(raw: &str) -> Result<Option<PyJson>, &str> {
         if raw.is_empty() {

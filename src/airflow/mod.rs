@@ -3,6 +3,7 @@
 //! The contract is `shared/spec/airflow-formats.md`; `shared/testdata/` vectors test it.
 
 pub mod connection;
+pub mod fidelity;
 pub mod fernet;
 pub mod metastore;
 

@@ -363,9 +363,12 @@ impl Deployment {
 
     /// The whole configuration: `[source]` metastore, `[target]` backend, default policy.
     pub fn config(&self) -> Result<Config, DeploymentError> {
+        let mut target = self.target_spec()?;
+        // The readers follow the Airflow version the metastore's schema names (the plan header says).
+        target.0.entry("airflow_readers").or_insert_with(|| toml::Value::Array(vec![toml::Value::String("auto".into())]));
         Ok(Config {
             source: self.source_spec(),
-            target: self.target_spec()?,
+            target,
             select: Default::default(),
             apply: Default::default(),
             stores: Default::default(),

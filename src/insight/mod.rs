@@ -86,7 +86,11 @@ pub async fn run_verify(cli: &Cli, args: &VerifyArgs, out: &mut dyn Write) -> an
         select.only = args.only;
     }
     let selection = Selection::from_config(&select)?;
-    let mut readers = readers_for(args.airflow_version)?;
+    // The readers the target is configured for ([target] airflow_readers), unless the flag picks.
+    let mut readers = match args.airflow_version {
+        None => registry::fidelity(&cfg.target)?.readers.as_slice().to_vec(),
+        v => readers_for(v)?,
+    };
     let mut target = cfg.target.clone();
     if args.workers {
         // Workers read their backend with the task-sdk (spec §3.2).

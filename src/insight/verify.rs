@@ -15,16 +15,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::airflow::connection::{Reader, equivalent};
-use crate::model::{Connection, Entry, Inventory, ItemErrorKind, ItemId, Value};
+use crate::airflow::fidelity::differences;
+use crate::model::{Connection, Entry, Inventory, ItemErrorKind, ItemId};
 use crate::plan::Selection;
 use crate::store::{DynStore, Placement, Store, StoreError, scan_all};
 
 pub fn reader_name(r: Reader) -> &'static str {
-    match r {
-        Reader::Orm2 => "airflow2",
-        Reader::Orm3 => "airflow3",
-        Reader::Sdk => "task-sdk",
-    }
+    crate::airflow::fidelity::reader_id(r)
 }
 
 /// How bad a finding is: problems fail `verify`, warnings are shown.
@@ -253,23 +250,31 @@ pub fn compare(target: &dyn Store, reads: &[(Reader, Inventory)], source: Option
         // Against the source.
         if let Some(src) = src_entry {
             compared += 1;
-            let mut by_fields: BTreeMap<Vec<&'static str>, Vec<&'static str>> = BTreeMap::new();
+            let mut by_fields: BTreeMap<(Vec<&'static str>, bool), Vec<&'static str>> = BTreeMap::new();
             for (r, e) in &readings {
-                let fields = match (&src.value, &e.value) {
-                    (Value::Variable(a), Value::Variable(b)) => {
-                        if a.value == b.value { vec![] } else { vec!["value"] }
-                    }
-                    (Value::Connection(a), Value::Connection(b)) => differing_fields(a, b),
-                    _ => vec!["kind"],
-                };
+                // The planner's model: what differs, and whether the plan predicted it (a loss it
+                // reported) from the same store's encoding read by the same reader.
+                let fields: Vec<&'static str> = differences(&src.value, &e.value).into_iter().map(|d| d.field).collect();
                 if !fields.is_empty() {
-                    by_fields.entry(fields).or_default().push(reader_name(*r));
+                    let predicted: Vec<&'static str> = match target.read_as(src, &[*r]) {
+                        Ok(mut v) => match v.pop() {
+                            Some(Ok(p)) => differences(&src.value, &p).into_iter().map(|d| d.field).collect(),
+                            _ => Vec::new(),
+                        },
+                        Err(_) => Vec::new(),
+                    };
+                    let known = fields.iter().all(|f| predicted.contains(f));
+                    by_fields.entry((fields, known)).or_default().push(reader_name(*r));
                 }
             }
-            for (fields, readers) in by_fields {
-                // A description the target cannot carry is a known loss the plan already reported.
-                let severity = if fields == ["description"] && !caps.connection_description { Severity::Warning } else { Severity::Problem };
-                let mut detail = "Airflow reads it differently from the source".to_string();
+            for ((fields, known), readers) in by_fields {
+                // A loss the plan predicts (and reported) is a warning; anything else is a problem.
+                let severity = if known { Severity::Warning } else { Severity::Problem };
+                let mut detail = if known {
+                    "a known loss of this target (the plan reports it)".to_string()
+                } else {
+                    "Airflow reads it differently from the source".to_string()
+                };
                 let why = explain(&fields, false);
                 if !why.is_empty() {
                     detail.push_str(&format!(" ({why})"));

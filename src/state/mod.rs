@@ -119,13 +119,16 @@ impl StateDb {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| err("create its directory", &e))?;
         }
-        // WAL + synchronous=NORMAL: each commit survives a killed process (what the journal needs)
-        // without an fsync per journal row; busy_timeout lets the CLI and a daemon share it.
+        // WAL + synchronous=FULL: every commit (a run with its snapshot, each write's intent) is
+        // fsynced before the call returns, so it survives a power loss as well as a killed
+        // process; under NORMAL a power loss could roll back a committed snapshot or intent after
+        // the remote write it covers had landed. Outcomes are committed in batches (journal.rs),
+        // so the cost is about one fsync per write. busy_timeout lets the CLI and a daemon share it.
         let opts = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(SqliteSynchronous::Full)
             .busy_timeout(std::time::Duration::from_secs(30))
             .foreign_keys(true);
         // Creating the file, switching it to WAL and migrating it take locks sqlx does not wait
@@ -287,4 +290,28 @@ fn hostname() -> String {
         .map(|s| s.trim().to_string())
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_else(|_| "unknown host".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Power loss: every connection of the SQLite state fsyncs each commit (synchronous = FULL = 2).
+    #[tokio::test]
+    async fn the_sqlite_state_commits_with_synchronous_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = StateDb::open_sqlite(&dir.path().join("state.db")).await.unwrap();
+        let Pool::Sqlite(pool) = &db.pool else { unreachable!() };
+        // Every pooled connection, not just the first one.
+        let mut conns = Vec::new();
+        for _ in 0..4 {
+            conns.push(pool.acquire().await.unwrap());
+        }
+        for conn in &mut conns {
+            let (sync,): (i64,) = sqlx::query_as("PRAGMA synchronous").fetch_one(&mut **conn).await.unwrap();
+            assert_eq!(sync, 2, "synchronous must be FULL");
+            let (mode,): (String,) = sqlx::query_as("PRAGMA journal_mode").fetch_one(&mut **conn).await.unwrap();
+            assert_eq!(mode, "wal");
+        }
+    }
 }

@@ -29,10 +29,12 @@ impl RunKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
-    /// Writing, or killed while writing: resumable.
+    /// Writing, or interrupted (killed, or stopped on an unavailable backend): the only status
+    /// that is resumed.
     Applying,
     Done,
-    /// Finished with failed writes or a read-back mismatch: resumable.
+    /// Finished with failed writes or a read-back mismatch: not resumed (a later apply starts a
+    /// new run); `rollback RUN` undoes it.
     Failed,
     RolledBack,
 }
@@ -58,7 +60,7 @@ impl RunStatus {
 
     /// Whether a later apply must resume (or roll back) this run first.
     pub fn is_incomplete(self) -> bool {
-        matches!(self, RunStatus::Applying | RunStatus::Failed)
+        matches!(self, RunStatus::Applying)
     }
 }
 
@@ -220,6 +222,7 @@ impl StateDb {
                 });
                 q.build().execute(&mut *tx).await?;
             }
+            crate::fault::kill_point(crate::fault::BEGIN_RUN);
         })
     }
 
@@ -274,10 +277,10 @@ impl StateDb {
         Ok(rows.into_iter().map(record).collect())
     }
 
-    /// The latest run on `target` that neither finished nor was rolled back.
+    /// The latest interrupted (`applying`) run on `target`: neither finished, failed nor rolled back.
     pub async fn incomplete_run(&self, target: &str) -> Result<Option<RunRecord>, StateError> {
         let sql = sqlx::AssertSqlSafe(format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE target = $1 AND status IN ('applying', 'failed') ORDER BY started_at DESC, id DESC LIMIT 1"
+            "SELECT {RUN_COLUMNS} FROM runs WHERE target = $1 AND status = 'applying' ORDER BY started_at DESC, id DESC LIMIT 1"
         ));
         let row: Option<RunRow> = on_pool!(self, p => sqlx::query_as(sql).bind(target).fetch_optional(p).await)
             .map_err(|e| self.db_err("find incomplete runs", e))?;

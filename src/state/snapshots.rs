@@ -30,6 +30,7 @@ type HmacSha256 = Hmac<sha2::Sha256>;
 pub struct SnapshotKey {
     seal: Zeroizing<[u8; 32]>,
     fingerprint: Zeroizing<[u8; 32]>,
+    plan_mac: Zeroizing<[u8; 32]>,
     id: String,
 }
 
@@ -70,6 +71,7 @@ impl SnapshotKey {
         Ok(SnapshotKey {
             seal: derive(&bytes, "airflow-secrets-sync snapshot seal v1"),
             fingerprint: derive(&bytes, "airflow-secrets-sync plan fingerprint v1"),
+            plan_mac: derive(&bytes, "airflow-secrets-sync plan file mac v1"),
             id: super::hex(&id_full[..8]),
         })
     }
@@ -112,6 +114,27 @@ impl SnapshotKey {
             m.update(p);
         }
         super::hex(&m.finalize().into_bytes())
+    }
+
+    /// HMAC-SHA256 (hex) of a saved plan's canonical bytes, under its own derived key.
+    pub fn plan_mac(&self, canonical: &[u8]) -> String {
+        super::hex(&self.plan_mac_of(canonical).finalize().into_bytes())
+    }
+
+    /// Whether `mac` (hex) authenticates `canonical` (compared in constant time).
+    pub fn verify_plan_mac(&self, canonical: &[u8], mac: &str) -> bool {
+        let t = mac.trim();
+        if t.len() != 64 || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return false;
+        }
+        let bytes: Vec<u8> = (0..32).map(|i| u8::from_str_radix(&t[2 * i..2 * i + 2], 16).expect("hex")).collect();
+        self.plan_mac_of(canonical).verify_slice(&bytes).is_ok()
+    }
+
+    fn plan_mac_of(&self, canonical: &[u8]) -> HmacSha256 {
+        let mut m = <HmacSha256 as Mac>::new_from_slice(self.plan_mac.as_ref()).expect("32-byte key");
+        m.update(canonical);
+        m
     }
 
     /// Fingerprint of one item's value as a store holds it (None = absent).

@@ -621,9 +621,13 @@ impl AwsSecretsManagerStore {
     }
 
     fn decode(&self, id: &ItemId, s: &str) -> Result<Option<Value>, ItemError> {
+        self.decode_as(id, s, self.reader)
+    }
+
+    fn decode_as(&self, id: &ItemId, s: &str, reader: Reader) -> Result<Option<Value>, ItemError> {
         match id.kind {
             Kind::Variable => Ok(Some(Value::Variable(Variable::new(s)))),
-            Kind::Connection => decode_connection(s, &self.cfg.extra_conn_words, self.reader)
+            Kind::Connection => decode_connection(s, &self.cfg.extra_conn_words, reader)
                 .map(|c| c.map(Value::Connection))
                 .map_err(|e| ItemError::new(ItemErrorKind::Unparseable, e.to_string())),
         }
@@ -638,6 +642,10 @@ impl fmt::Display for AwsSecretsManagerStore {
 
 #[async_trait]
 impl Store for AwsSecretsManagerStore {
+    fn read_as(&self, entry: &Entry, readers: &[Reader]) -> Result<Vec<Result<Value, ItemError>>, ItemError> {
+        crate::store::read_as_string(self.encode(entry), readers, |s, r| self.decode_as(&entry.id, s, r))
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             read_only: false,

@@ -446,11 +446,15 @@ impl AwsSsmStore {
     }
 
     fn decode(&self, id: &ItemId, s: &str) -> Result<Option<Value>, ItemError> {
+        self.decode_as(id, s, self.reader)
+    }
+
+    fn decode_as(&self, id: &ItemId, s: &str, reader: Reader) -> Result<Option<Value>, ItemError> {
         match id.kind {
             Kind::Variable => Ok(Some(Value::Variable(Variable::new(s)))),
             // `get_connection`: a falsy value is "not found"; otherwise `deserialize_connection`.
             Kind::Connection if s.is_empty() => Ok(None),
-            Kind::Connection => connection::deserialize(s, self.reader)
+            Kind::Connection => connection::deserialize(s, reader)
                 .map(|c| Some(Value::Connection(c)))
                 .map_err(|e| ItemError::new(ItemErrorKind::Unparseable, e.to_string())),
         }
@@ -482,6 +486,10 @@ impl fmt::Display for AwsSsmStore {
 
 #[async_trait]
 impl Store for AwsSsmStore {
+    fn read_as(&self, entry: &Entry, readers: &[Reader]) -> Result<Vec<Result<Value, ItemError>>, ItemError> {
+        crate::store::read_as_string(self.encode(entry), readers, |s, r| self.decode_as(&entry.id, s, r))
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             read_only: false,

@@ -406,6 +406,22 @@ impl AzureKeyVaultStore {
         }
     }
 
+    /// The secret value `write` sends for `entry`, or the per-item refusal.
+    fn encode(&self, entry: &Entry) -> Result<SecretValue, StoreError> {
+        let value = match &entry.value {
+            Value::Variable(v) => v.value.clone(),
+            Value::Connection(c) => connection::to_json(c),
+        };
+        if value.len() > MAX_VALUE_BYTES {
+            return Err(self.item_err(
+                &entry.id,
+                ItemErrorKind::TooLarge,
+                format!("{} bytes; Key Vault's limit is {MAX_VALUE_BYTES}", value.len()),
+            ));
+        }
+        Ok(value)
+    }
+
     /// Turn a fetched secret into an entry (or a per-item error) under `id`.
     fn decode(&self, id: &ItemId, name: &str, secret: Secret, inv: &mut Inventory) {
         let tags = secret.tags.unwrap_or_default();
@@ -512,6 +528,17 @@ impl AzureKeyVaultStore {
 
 #[async_trait]
 impl Store for AzureKeyVaultStore {
+    fn read_as(&self, entry: &Entry, readers: &[Reader]) -> Result<Vec<Result<Value, ItemError>>, ItemError> {
+        crate::store::read_as_string(self.encode(entry), readers, |s, r| {
+            Ok(Some(match entry.id.kind {
+                Kind::Variable => Value::Variable(Variable::new(s)),
+                Kind::Connection => Value::Connection(
+                    connection::deserialize(s, r).map_err(|e| ItemError::new(ItemErrorKind::Unparseable, e.to_string()))?,
+                ),
+            }))
+        })
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             read_only: false,
@@ -637,17 +664,7 @@ impl Store for AzureKeyVaultStore {
             Placement::Invalid(why) => return Err(self.item_err(id, ItemErrorKind::InvalidName, why)),
             Placement::Unreachable(why) => return Err(self.item_err(id, ItemErrorKind::Unreachable, why)),
         };
-        let value = match &entry.value {
-            Value::Variable(v) => v.value.clone(),
-            Value::Connection(c) => connection::to_json(c),
-        };
-        if value.len() > MAX_VALUE_BYTES {
-            return Err(self.item_err(
-                id,
-                ItemErrorKind::TooLarge,
-                format!("{} bytes; Key Vault's limit is {MAX_VALUE_BYTES}", value.len()),
-            ));
-        }
+        let value = self.encode(entry)?;
         // Check what holds the name now: disabled, someone else's id, foreign, or changed since
         // the plan read it.
         if let Some(cur) = self.current(id, &name).await? {

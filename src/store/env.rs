@@ -293,19 +293,26 @@ impl EnvStore {
 
     /// Turn one environment value into an entry, as Airflow would read it. `None`: Airflow's miss.
     fn decode(&self, id: ItemId, name: &str, value: &SecretValue) -> Option<Result<Entry, ItemError>> {
-        let meta = Meta { name: Some(name.to_string()), ..Meta::default() };
-        match id.kind {
-            Kind::Variable => Some(Ok(Entry { id, value: Value::Variable(Variable::new(value.clone())), meta })),
-            Kind::Connection => {
-                if value.is_empty() {
-                    return None;
-                }
-                Some(match connection::deserialize(value.expose_plaintext(), self.reader) {
-                    Ok(c) => Ok(Entry { id, value: Value::Connection(c), meta }),
-                    Err(e) => Err(ItemError::new(ItemErrorKind::Unparseable, e.to_string())),
-                })
-            }
+        decode_with(self.reader, id, name, value)
+    }
+
+    /// The value `write` records for `entry` (unquoted), after every check a write makes: the
+    /// planner calls the same function, so a refusal shows in the plan, not mid-apply.
+    fn encode(&self, entry: &Entry) -> Result<SecretValue, ItemError> {
+        let value = self.render(entry).map_err(|e| match e {
+            StoreError::Item { error, .. } => error,
+            other => ItemError::new(ItemErrorKind::NotRepresentable, other.to_string()),
+        })?;
+        if entry.id.kind == Kind::Connection && value.expose_plaintext().trim().is_empty() {
+            // Airflow's `if value:` treats an empty connection value as absent.
+            return Err(ItemError::new(ItemErrorKind::NotRepresentable, "the connection encodes to an empty value"));
         }
+        if self.path().is_some() {
+            quote_env_value(value.expose_plaintext(), self.compose_safe).map_err(|why| {
+                ItemError::new(ItemErrorKind::NotRepresentable, format!("the value cannot be written to a .env file: {why}"))
+            })?;
+        }
+        Ok(value)
     }
 
     /// The `.env` value text for `entry` (unquoted), or why it cannot be stored.
@@ -319,6 +326,23 @@ impl EnvStore {
                     Ok(connection::to_uri(c))
                 }
             },
+        }
+    }
+}
+
+/// One environment value as `reader` builds it. `None`: Airflow's miss.
+fn decode_with(reader: Reader, id: ItemId, name: &str, value: &SecretValue) -> Option<Result<Entry, ItemError>> {
+    let meta = Meta { name: Some(name.to_string()), ..Meta::default() };
+    match id.kind {
+        Kind::Variable => Some(Ok(Entry { id, value: Value::Variable(Variable::new(value.clone())), meta })),
+        Kind::Connection => {
+            if value.is_empty() {
+                return None;
+            }
+            Some(match connection::deserialize(value.expose_plaintext(), reader) {
+                Ok(c) => Ok(Entry { id, value: Value::Connection(c), meta }),
+                Err(e) => Err(ItemError::new(ItemErrorKind::Unparseable, e.to_string())),
+            })
         }
     }
 }
@@ -611,6 +635,21 @@ impl Store for EnvStore {
         caps
     }
 
+    fn read_as(&self, entry: &Entry, readers: &[Reader]) -> Result<Vec<Result<Value, ItemError>>, ItemError> {
+        let value = self.encode(entry)?;
+        let name = env_var_name(&entry.id);
+        Ok(readers
+            .iter()
+            .map(|r| {
+                match decode_with(*r, entry.id.clone(), &name, &value) {
+                    Some(Ok(e)) => Ok(e.value),
+                    Some(Err(e)) => Err(e),
+                    None => Err(ItemError::new(ItemErrorKind::NotRepresentable, "Airflow reads an empty value as absent")),
+                }
+            })
+            .collect())
+    }
+
     fn locate(&self, id: &ItemId) -> Placement {
         let name = env_var_name(id);
         if is_shell_name(&name) {
@@ -683,22 +722,7 @@ impl Store for EnvStore {
                 return Err(self.item_err(&entry.id, ItemErrorKind::InvalidName, why));
             }
         };
-        let value = self.render(entry)?;
-        if entry.id.kind == Kind::Connection && value.expose_plaintext().trim().is_empty() {
-            // Airflow's `if value:` treats an empty connection value as absent.
-            return Err(self.item_err(
-                &entry.id,
-                ItemErrorKind::NotRepresentable,
-                "the connection encodes to an empty value",
-            ));
-        }
-        quote_env_value(value.expose_plaintext(), self.compose_safe).map_err(|why| {
-            self.item_err(
-                &entry.id,
-                ItemErrorKind::NotRepresentable,
-                format!("the value cannot be written to a .env file: {why}"),
-            )
-        })?;
+        let value = self.encode(entry).map_err(|e| StoreError::item(self, &entry.id, e))?;
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(Pending::Set { id, .. }) = pending.get(&name)
             && *id != entry.id

@@ -533,15 +533,13 @@ impl GcpSecretManagerStore {
                 return Ok(());
             }
         };
-        let value = match id.kind {
-            Kind::Variable => Value::Variable(Variable::new(text)),
-            Kind::Connection => match connection::deserialize(text.expose_plaintext(), self.reader) {
-                Ok(c) => Value::Connection(c),
-                Err(e) => {
-                    inv.insert_error(id.clone(), ItemError::new(ItemErrorKind::Unparseable, e.to_string()));
-                    return Ok(());
-                }
-            },
+        let value = match string_value(id.kind, text.expose_plaintext(), self.reader) {
+            Ok(Some(v)) => v,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                inv.insert_error(id.clone(), e);
+                return Ok(());
+            }
         };
         inv.insert(Entry {
             id: id.clone(),
@@ -687,8 +685,23 @@ impl GcpSecretManagerStore {
     }
 }
 
+/// What `CloudSecretManagerBackend` returns for a payload: a variable as-is, a connection through
+/// `deserialize_connection`.
+fn string_value(kind: Kind, text: &str, reader: Reader) -> Result<Option<Value>, ItemError> {
+    Ok(Some(match kind {
+        Kind::Variable => Value::Variable(Variable::new(text)),
+        Kind::Connection => Value::Connection(
+            connection::deserialize(text, reader).map_err(|e| ItemError::new(ItemErrorKind::Unparseable, e.to_string()))?,
+        ),
+    }))
+}
+
 #[async_trait]
 impl Store for GcpSecretManagerStore {
+    fn read_as(&self, entry: &Entry, readers: &[Reader]) -> Result<Vec<Result<Value, ItemError>>, ItemError> {
+        crate::store::read_as_string(self.encode(entry), readers, |s, r| string_value(entry.id.kind, s, r))
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             read_only: false,

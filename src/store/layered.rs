@@ -118,6 +118,16 @@ impl<H: Hook> Store for Layer<H> {
     fn locate(&self, id: &ItemId) -> Placement {
         self.inner.locate(id)
     }
+    fn read_as(
+        &self,
+        entry: &Entry,
+        readers: &[crate::airflow::connection::Reader],
+    ) -> Result<Vec<Result<crate::model::Value, crate::model::ItemError>>, crate::model::ItemError> {
+        self.inner.read_as(entry, readers)
+    }
+    fn airflow_version(&self) -> Option<&'static str> {
+        self.inner.airflow_version()
+    }
     async fn scan(&self, kind: Kind) -> Result<Inventory, StoreError> {
         self.call(Call::Scan(kind), self.inner.scan(kind)).await
     }

@@ -158,6 +158,13 @@ impl LocalFilesStore {
     }
 
     fn decode(&self, kind: Kind, side: &FileSide, key: String, raw: Raw) -> (ItemId, Result<Entry, ItemError>) {
+        decode_as(self.reader, kind, side, key, raw)
+    }
+}
+
+/// One file entry as `reader` builds it from the file's parsed value.
+fn decode_as(reader: Reader, kind: Kind, side: &FileSide, key: String, raw: Raw) -> (ItemId, Result<Entry, ItemError>) {
+    {
         let id = ItemId::new(kind, key);
         let meta = Meta { name: Some(id.id.clone()), ..Meta::default() };
         let unparseable = |d: String| Err(ItemError::new(ItemErrorKind::Unparseable, d));
@@ -169,12 +176,12 @@ impl LocalFilesStore {
                 "{} is not a string; Airflow returns it as-is, so it is not read as a variable value",
                 json_type(&v)
             )),
-            (Kind::Connection, Raw::Str(s)) => match connection::parse_uri(&s, self.reader) {
+            (Kind::Connection, Raw::Str(s)) => match connection::parse_uri(&s, reader) {
                 Ok(c) => Ok(Entry { id: id.clone(), value: Value::Connection(c), meta }),
                 Err(e) => unparseable(format!("not a connection URI Airflow can read: {e}")),
             },
             (Kind::Connection, Raw::Json(Json::Object(m))) if side.format != FileFormat::Env => {
-                match connection_from_dict(&id.id, m, self.reader) {
+                match connection_from_dict(&id.id, m, reader) {
                     Ok(c) => Ok(Entry { id: id.clone(), value: Value::Connection(c), meta }),
                     Err(e) => unparseable(format!("{e} (Airflow then rejects the whole file)")),
                 }
@@ -187,7 +194,9 @@ impl LocalFilesStore {
         };
         (id, result)
     }
+}
 
+impl LocalFilesStore {
     /// What the file will hold for `entry` (JSON/YAML), or the `.env` value; refusals by item.
     fn render(&self, side: &FileSide, entry: &Entry) -> Result<Rendered, StoreError> {
         let id = &entry.id;
@@ -312,6 +321,26 @@ impl Store for LocalFilesStore {
         caps
     }
 
+    fn read_as(&self, entry: &Entry, readers: &[Reader]) -> Result<Vec<Result<Value, ItemError>>, ItemError> {
+        let Some(side) = self.side(entry.id.kind) else {
+            return Err(ItemError::new(ItemErrorKind::NotRepresentable, "no file is configured for this kind"));
+        };
+        let rendered = self.render(side, entry).map_err(|e| match e {
+            StoreError::Item { error, .. } => error,
+            other => ItemError::new(ItemErrorKind::NotRepresentable, other.to_string()),
+        })?;
+        Ok(readers
+            .iter()
+            .map(|r| {
+                let raw = match &rendered {
+                    Rendered::Tree(v) => Raw::from_json(v.clone()),
+                    Rendered::Line(l) => Raw::Str(l.expose_plaintext().to_string()),
+                };
+                decode_as(*r, entry.id.kind, side, entry.id.id.clone(), raw).1.map(|e| e.value)
+            })
+            .collect())
+    }
+
     fn locate(&self, id: &ItemId) -> Placement {
         let Some(side) = self.side(id.kind) else {
             return Placement::Unreachable(format!(
@@ -387,6 +416,9 @@ impl Store for LocalFilesStore {
             }
             if let Some(side) = self.side(kind) {
                 self.flush_side(kind, side, &changes)?;
+                if pending.keys().any(|id| id.kind != kind) {
+                    crate::fault::kill_point(crate::fault::LOCAL_FILES_FLUSH);
+                }
             }
             pending.retain(|id, _| id.kind != kind);
         }
@@ -476,7 +508,7 @@ fn connection_from_dict(key: &str, mut m: Map<String, Json>, reader: Reader) -> 
         let Json::String(uri) = uri else { return Err("uri is not a string".into()) };
         return connection::parse_uri(&uri, reader).map_err(|e| format!("not a connection URI Airflow can read: {e}"));
     }
-    connection::from_fields(&m, reader).map_err(|e| format!("not a connection Airflow can build: {e}"))
+    connection::from_kwargs(&m, reader).map_err(|e| format!("not a connection Airflow can build: {e}"))
 }
 
 // ---- .env: Airflow's own format ---------------------------------------------------------------

@@ -968,6 +968,10 @@ fn classify_connect(e: sqlx::Error, store: &str, url: &MetastoreUrl) -> StoreErr
 
 #[async_trait]
 impl Store for MetastoreStore {
+    fn airflow_version(&self) -> Option<&'static str> {
+        self.schema().airflow_version()
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             read_only: false,
@@ -1111,6 +1115,7 @@ impl Store for MetastoreStore {
                         }
                     }
                 }
+                crate::fault::kill_point(crate::fault::METASTORE_TX);
                 tx.commit().await.map_err(|e| self.err_backend("commit", e))?;
             }};
         }

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::model::{Entry, Inventory, ItemError, ItemId, Kind};
+use crate::airflow::connection::Reader;
+use crate::model::{Entry, Inventory, ItemError, ItemErrorKind, ItemId, Kind, Value};
 
 pub mod env;
 pub mod local_files;
@@ -221,6 +222,23 @@ pub trait Store: fmt::Display + Send + Sync {
         Placement::At(id.id.clone())
     }
 
+    /// What each of `readers` reads if `entry` is written here (the reader model, spec §4.4):
+    /// the store's own encoding, the function `write` uses, so its refusals are the write's,
+    /// decoded as Airflow's backend class decodes it. Pure: no I/O.
+    ///
+    /// `Err`: the store would refuse the write (a value it cannot encode, a quoting rule); otherwise
+    /// one result per reader, `Err` where that reader refuses the item (it raises, so Airflow falls
+    /// through to its next backend). The default follows [`Capabilities::connection_format`].
+    fn read_as(&self, entry: &Entry, readers: &[Reader]) -> Result<Vec<Result<Value, ItemError>>, ItemError> {
+        Ok(read_as_by_format(&self.capabilities(), entry, readers))
+    }
+
+    /// The Airflow release this store's contents were last migrated by, where the store knows
+    /// (a metastore's alembic revision); `airflow_readers = ["auto"]` picks readers from it.
+    fn airflow_version(&self) -> Option<&'static str> {
+        None
+    }
+
     async fn scan(&self, kind: Kind) -> Result<Inventory, StoreError>;
 
     async fn read(&self, ids: &[ItemId]) -> Result<Inventory, StoreError> {
@@ -259,6 +277,69 @@ pub trait Store: fmt::Display + Send + Sync {
 }
 
 pub type DynStore = Arc<dyn Store>;
+
+/// The item error inside a store's refusal of one item (any other error, named as it is).
+pub fn item_error_of(e: StoreError) -> ItemError {
+    match e {
+        StoreError::Item { error, .. } => error,
+        other => ItemError::new(ItemErrorKind::NotRepresentable, other.to_string()),
+    }
+}
+
+/// [`Store::read_as`] for a backend that stores one string per item: `encoded` is the store's own
+/// encoding (what `write` sends), `decode` the store's own reading of it for a reader (`None`:
+/// Airflow treats the value as absent).
+pub fn read_as_string(
+    encoded: Result<crate::model::SecretValue, StoreError>,
+    readers: &[Reader],
+    decode: impl Fn(&str, Reader) -> Result<Option<Value>, ItemError>,
+) -> Result<Vec<Result<Value, ItemError>>, ItemError> {
+    let value = encoded.map_err(item_error_of)?;
+    Ok(readers
+        .iter()
+        .map(|r| {
+            decode(value.expose_plaintext(), *r)?
+                .ok_or_else(|| ItemError::new(ItemErrorKind::NotRepresentable, "Airflow reads the stored value as absent"))
+        })
+        .collect())
+}
+
+/// [`Store::read_as`] for a store that writes a connection in `caps.connection_format` with this
+/// crate's codecs (Airflow's JSON form, our URI writer, or native fields read as given) and reads it
+/// back with Airflow's `deserialize_connection` (the string backends) or field for field.
+pub fn read_as_by_format(caps: &Capabilities, entry: &Entry, readers: &[Reader]) -> Vec<Result<Value, ItemError>> {
+    use crate::airflow::connection;
+    match &entry.value {
+        Value::Variable(v) => {
+            let mut v = v.clone();
+            if !caps.variable_description {
+                v.description = None;
+            }
+            readers.iter().map(|_| Ok(Value::Variable(v.clone()))).collect()
+        }
+        Value::Connection(c) => {
+            let payload = match caps.connection_format {
+                ConnectionFormat::Fields => None,
+                ConnectionFormat::Json => Some(connection::to_json(c)),
+                ConnectionFormat::Uri => Some(connection::to_uri(c)),
+            };
+            readers
+                .iter()
+                .map(|r| {
+                    let mut out = match &payload {
+                        None => c.clone(),
+                        Some(p) => connection::deserialize(p.expose_plaintext(), *r)
+                            .map_err(|e| ItemError::new(ItemErrorKind::Unparseable, e.to_string()))?,
+                    };
+                    if !caps.connection_description {
+                        out.description = None;
+                    }
+                    Ok(Value::Connection(out))
+                })
+                .collect()
+        }
+    }
+}
 
 /// Read every kind in `kinds` into one inventory. A throttled or briefly unavailable backend is
 /// retried (exponential backoff with full jitter, honouring its Retry-After) before the read

@@ -188,8 +188,17 @@ impl StoreConfig {
     }
 }
 
+/// The reader model a store table asks for (`airflow_readers`, `legacy_extra`, `legacy_extra_key`:
+/// keys of the planner, valid in any store table, not passed to the store).
+pub fn fidelity(spec: &StoreSpec) -> Result<crate::airflow::fidelity::Fidelity, StoreError> {
+    crate::airflow::fidelity::Fidelity::from_table(&spec.0).map_err(|m| config_error(&spec.kind_label(), m))
+}
+
 /// Parse a store table without connecting to anything.
 pub fn parse(spec: &StoreSpec) -> Result<StoreConfig, StoreError> {
+    let mut own = spec.clone();
+    own.0.retain(|k, _| !crate::airflow::fidelity::FIDELITY_KEYS.contains(&k.as_ref()));
+    let spec = &own;
     let (kind, from_airflow) = resolve_kind(spec)?;
     let k = kind.as_str();
     Ok(match k {
@@ -261,6 +270,8 @@ pub async fn open_config_with_reader(
 ) -> Result<DynStore, StoreError> {
     Ok(match cfg {
         StoreConfig::Env(c) => Arc::new(super::env::EnvStore::new(&c)?.with_reader(reader)),
+        #[cfg(feature = "vault")]
+        StoreConfig::Vault(c) => Arc::new(super::vault::VaultStore::open(&c).await?.with_reader(reader)),
         StoreConfig::LocalFiles(c) => Arc::new(super::local_files::LocalFilesStore::new(&c)?.with_reader(reader)),
         #[cfg(feature = "aws-sm")]
         StoreConfig::AwsSecretsManager(c) => {

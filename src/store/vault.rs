@@ -56,9 +56,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// path already names them).
 const CUSTOM_METADATA_VALUE_LIMIT: usize = 512;
 
-/// Which Airflow reader the stored values are checked against (hashicorp provider ≥ 4.8 on
-/// Airflow 3: `from_json` normalisation, spec §5.1).
-const READER: Reader = Reader::Orm3;
 
 /// A logged-in client and when to refresh its token.
 struct Session {
@@ -114,6 +111,9 @@ pub struct VaultStore {
     /// is refused: `auth/token/create` or `sys/policies/acl/x` would otherwise be a request to
     /// that API, not to a secret.
     verified_mounts: std::collections::BTreeSet<String>,
+    /// Which Airflow reader stored values are decoded as (default: Airflow 3 with hashicorp ≥ 4.8,
+    /// `from_json` normalisation; Airflow 2.10 pairs with hashicorp < 4.8, `Connection(**dict)`).
+    reader: Reader,
 }
 
 impl fmt::Display for VaultStore {
@@ -130,6 +130,20 @@ impl fmt::Debug for VaultStore {
 }
 
 impl VaultStore {
+    /// Decode stored values as `reader` does (`verify` reads with each; plans with the primary one).
+    pub fn with_reader(mut self, reader: Reader) -> Self {
+        self.reader = reader;
+        self
+    }
+
+    /// The KV data `write` stores for `entry` (plaintext: build it just before the wire).
+    fn encode(&self, entry: &Entry) -> Result<serde_json::Map<String, Json>, ItemError> {
+        match &entry.value {
+            Value::Variable(v) => Ok(encode_variable(&v.value)),
+            Value::Connection(c) => encode_connection(c, self.config.connection_format),
+        }
+    }
+
     /// Connect and log in. Fails early on a bad config or a failed login; a plain token is not
     /// checked here (see [`Store::check`]).
     pub async fn open(config: &VaultConfig) -> Result<Self, StoreError> {
@@ -155,6 +169,7 @@ impl VaultStore {
             login_lock: tokio::sync::Mutex::new(()),
             reauthentications: AtomicU64::new(0),
             verified_mounts: Default::default(),
+            reader: Reader::Orm3,
         };
         let (client, refresh_at) = store.login().await?;
         *store.session.write().unwrap() = Session { client, generation: 1, refresh_at };
@@ -571,7 +586,7 @@ impl VaultStore {
         let mut inv = Inventory::new();
         for (id, outcome) in outcomes {
             match outcome? {
-                ReadOutcome::Found(data, meta) => match entry_from(&id, data, meta) {
+                ReadOutcome::Found(data, meta) => match entry_from(&id, data, meta, self.reader) {
                     Ok(entry) => inv.insert(entry),
                     Err(e) => inv.insert_error(id, e),
                 },
@@ -755,6 +770,11 @@ impl Store for VaultStore {
         self.read_candidates(candidates).await
     }
 
+    fn read_as(&self, entry: &Entry, readers: &[Reader]) -> Result<Vec<Result<Value, ItemError>>, ItemError> {
+        let data = self.encode(entry)?;
+        Ok(readers.iter().map(|r| decode_value(entry.id.kind, &data, *r)).collect())
+    }
+
     async fn write(&self, entry: &Entry, pre: &Precondition) -> Result<(), StoreError> {
         let sp = self.write_path(&entry.id).map_err(|e| StoreError::item(self, &entry.id, e))?;
         let size = match &entry.value {
@@ -768,13 +788,7 @@ impl Store for VaultStore {
             let why = format!("{size} bytes encoded; the limit is {MAX_VALUE_BYTES}");
             return Err(StoreError::item(self, &entry.id, ItemError::new(ItemErrorKind::TooLarge, why)));
         }
-        let data = match &entry.value {
-            Value::Variable(v) => encode_variable(&v.value),
-            Value::Connection(c) => {
-                encode_connection(c, self.config.connection_format).map_err(|e| StoreError::item(self, &entry.id, e))?
-            }
-        };
-        let data = Json::Object(data);
+        let data = Json::Object(self.encode(entry).map_err(|e| StoreError::item(self, &entry.id, e))?);
         match self.kv() {
             KvVersion::V2 => self.write_v2(entry, &sp, &data, pre).await,
             KvVersion::V1 => {
@@ -854,15 +868,19 @@ impl Store for VaultStore {
 
 // ---- helpers ------------------------------------------------------------------------------
 
-fn entry_from(id: &ItemId, data: Json, meta: Meta) -> Result<Entry, ItemError> {
+fn entry_from(id: &ItemId, data: Json, meta: Meta, reader: Reader) -> Result<Entry, ItemError> {
     let Json::Object(map) = data else {
         return Err(ItemError::new(ItemErrorKind::Unparseable, "the secret's data is not a JSON object"));
     };
-    let value = match id.kind {
-        Kind::Variable => Value::Variable(Variable::new(decode_variable(&map)?)),
-        Kind::Connection => Value::Connection(decode_connection(&map, READER)?),
-    };
-    Ok(Entry { id: id.clone(), value, meta })
+    Ok(Entry { id: id.clone(), value: decode_value(id.kind, &map, reader)?, meta })
+}
+
+/// What `VaultBackend` returns for one secret's data, for `reader`.
+fn decode_value(kind: Kind, map: &serde_json::Map<String, Json>, reader: Reader) -> Result<Value, ItemError> {
+    Ok(match kind {
+        Kind::Variable => Value::Variable(Variable::new(decode_variable(map)?)),
+        Kind::Connection => Value::Connection(decode_connection(map, reader)?),
+    })
 }
 
 fn tagged_as(custom: &Option<HashMap<String, String>>, id: &str) -> bool {

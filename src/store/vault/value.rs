@@ -69,6 +69,9 @@ pub fn decode_connection(data: &Map<String, Value>, reader: Reader) -> Result<Co
         Some(_) => Err(unparseable(
             "an empty `conn_uri`: Airflow raises TypeError (unexpected keyword conn_uri) and falls through".into(),
         )),
+        // hashicorp ≥ 4.8 (Airflow 3's pins) `from_json`s the dict; < 4.8 (Airflow 2.10's) calls
+        // `Connection(conn_id, **dict)`: port and conn_type as given.
+        None if reader == Reader::Orm2 => connection::from_kwargs(data, reader).map_err(|e| unparseable(e.to_string())),
         None => connection::from_fields(data, reader).map_err(|e| unparseable(e.to_string())),
     }
 }
