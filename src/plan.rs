@@ -423,6 +423,11 @@ pub fn diff(source_store: &dyn Store, source: &Inventory, target_store: &dyn Sto
         .flat_map(|ids| ids.iter().map(move |i| (i.clone(), ids.iter().filter(|o| *o != i).map(|o| o.id.clone()).collect())))
         .collect();
 
+    // Target entries by the target's own name for them: a store whose scan cannot give an id
+    // back exactly (environment names are upper-cased) is matched the way Airflow looks it up.
+    let by_target_name: std::cell::OnceCell<std::collections::HashMap<(Kind, &str), &ItemId>> = std::cell::OnceCell::new();
+    let mut matched_by_name: std::collections::HashSet<ItemId> = std::collections::HashSet::new();
+
     for id in source.ids().filter(|id| policy.selection.matches(id)) {
         let mut ch = blank(id, Action::Error);
         if !caps.holds(id.kind) {
@@ -479,7 +484,19 @@ pub fn diff(source_store: &dyn Store, source: &Inventory, target_store: &dyn Sto
             }
         };
         ch.losses = losses;
-        match (target.get(id), target.error(id)) {
+        let mut tid = id;
+        if !target.contains(id)
+            && let Some(name) = ch.target_name.as_deref()
+        {
+            let names = by_target_name.get_or_init(|| {
+                target.entries().filter_map(|e| e.meta.name.as_deref().map(|n| ((e.id.kind, n), &e.id))).collect()
+            });
+            if let Some(other) = names.get(&(id.kind, name)).filter(|o| !source.contains(o)) {
+                tid = other;
+                matched_by_name.insert((*other).clone());
+            }
+        }
+        match (target.get(tid), target.error(tid)) {
             (Some(current), _) => {
                 if fidelity::differences(&want, &current.value).is_empty() {
                     ch.action = Action::Unchanged;
@@ -524,7 +541,7 @@ pub fn diff(source_store: &dyn Store, source: &Inventory, target_store: &dyn Sto
     }
 
     // Target-only items.
-    for id in target.ids().filter(|id| policy.selection.matches(id) && !source.contains(id)) {
+    for id in target.ids().filter(|id| policy.selection.matches(id) && !source.contains(id) && !matched_by_name.contains(id)) {
         let mut ch = blank(id, Action::Kept);
         let current = target.get(id);
         ch.target_name = current.and_then(|e| e.meta.name.clone());

@@ -259,3 +259,22 @@ fn from_airflow_env_predicts_for_the_readers_of_the_metastores_airflow() {
         assert_eq!(plan["readers"], serde_json::json!(want), "{db}");
     }
 }
+
+/// Airflow looks an env var up as `AIRFLOW_CONN_{ID.upper()}`; a scan cannot give the id's case
+/// back, so the plan matches the target by that name: no perpetual create for `CONN_Mixed`.
+#[tokio::test]
+async fn mixed_case_ids_in_an_env_file_converge() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(&[
+        Entry::connection("CONN_Mixed", conn("postgres", Some(5432), None)),
+        Entry::variable("Var_Mixed", "v"),
+    ])
+    .await;
+    let target = env_json(dir.path());
+    let p = make_plan(&src, target.as_ref(), &policy(Fidelity::default())).await;
+    assert_eq!(p.summary.create, 2);
+    apply::execute(&p, target.clone(), &ApplyOptions::default(), Arc::new(NoJournal)).await;
+    let again = make_plan(&src, target.as_ref(), &policy(Fidelity::default())).await;
+    assert!(!again.has_changes(), "{:?}", again.summary);
+    assert_eq!((again.summary.unchanged, again.summary.kept), (2, 0));
+}

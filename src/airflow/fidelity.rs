@@ -166,7 +166,14 @@ pub fn differences(source: &Value, read: &Value) -> Vec<Difference> {
 pub fn connection_differences(a: &Connection, b: &Connection) -> Vec<Difference> {
     let mut out = Vec::new();
     let (ta, tb) = (s(&a.conn_type), s(&b.conn_type));
-    if ta != tb {
+    if ta.is_empty() && tb.is_empty() && a.conn_type.is_some() != b.conn_type.is_some() {
+        // Hooks call string methods on conn_type: '' and None are not the same to them.
+        out.push(if b.conn_type.is_none() {
+            d("conn_type", "an empty conn_type reads back as None")
+        } else {
+            d("conn_type", "no conn_type reads back as ''")
+        });
+    } else if ta != tb {
         let lowered = ta.to_lowercase();
         out.push(if connection::normalize_conn_type(ta) == tb {
             if ta == "postgresql" { d("conn_type", "postgresql reads back as postgres") } else { d("conn_type", "'-' reads back as '_'") }

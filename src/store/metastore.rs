@@ -477,25 +477,34 @@ impl MetastoreStore {
         }
     }
 
-    /// Turn an entry into the row Airflow would write (spec §1.3).
-    fn prepare(&self, entry: &Entry, pre: &Precondition) -> Result<RowOp, StoreError> {
-        self.check_writable()?;
-        let absent = *pre == Precondition::Absent;
+    /// What Airflow's columns cannot hold (spec §1.1, §1.2): checked by the plan (through
+    /// `read_as`) and again by the write.
+    fn admit(entry: &Entry) -> Result<(), ItemError> {
         let too_long = |what: &str, v: &str, limit: usize| {
-            (v.chars().count() > limit).then(|| {
-                StoreError::item(
-                    self,
-                    &entry.id,
-                    ItemError::new(ItemErrorKind::InvalidName, format!("{what} is longer than {limit} characters")),
-                )
-            })
+            (v.chars().count() > limit)
+                .then(|| ItemError::new(ItemErrorKind::InvalidName, format!("{what} is longer than {limit} characters")))
         };
         if entry.id.id.is_empty() {
-            return Err(StoreError::item(self, &entry.id, ItemError::new(ItemErrorKind::InvalidName, "an empty id")));
+            return Err(ItemError::new(ItemErrorKind::InvalidName, "an empty id"));
         }
         if let Some(e) = too_long("the id", &entry.id.id, 250) {
             return Err(e);
         }
+        if let Value::Connection(c) = &entry.value {
+            for (what, v) in [("host", &c.host), ("schema", &c.schema), ("conn_type", &c.conn_type)] {
+                if let Some(e) = v.as_deref().and_then(|v| too_long(what, v, 500)) {
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Turn an entry into the row Airflow would write (spec §1.3).
+    fn prepare(&self, entry: &Entry, pre: &Precondition) -> Result<RowOp, StoreError> {
+        self.check_writable()?;
+        let absent = *pre == Precondition::Absent;
+        Self::admit(entry).map_err(|e| StoreError::item(self, &entry.id, e))?;
         let size = match &entry.value {
             Value::Variable(v) => v.value.len(),
             Value::Connection(c) => crate::airflow::connection::to_json(c).len(),
@@ -514,11 +523,6 @@ impl MetastoreStore {
                 // Airflow's setters ignore falsy values: an empty password or extra is NULL, flag off.
                 let password = c.password.as_ref().filter(|p| !p.is_empty()).map(|p| self.seal(p));
                 let extra = c.extra.as_ref().filter(|x| !x.is_empty()).map(|x| self.seal(x));
-                for (what, v) in [("host", &c.host), ("schema", &c.schema), ("conn_type", &c.conn_type)] {
-                    if let Some(e) = v.as_deref().and_then(|v| too_long(what, v, 500)) {
-                        return Err(e);
-                    }
-                }
                 RowOp::Connection(Box::new(ConnectionWrite {
                     conn_id: entry.id.id.clone(),
                     conn_type: c.conn_type.clone().unwrap_or_default(),
@@ -968,6 +972,15 @@ fn classify_connect(e: sqlx::Error, store: &str, url: &MetastoreUrl) -> StoreErr
 
 #[async_trait]
 impl Store for MetastoreStore {
+    fn read_as(
+        &self,
+        entry: &Entry,
+        readers: &[crate::airflow::connection::Reader],
+    ) -> Result<Vec<Result<Value, ItemError>>, ItemError> {
+        Self::admit(entry)?;
+        Ok(crate::store::read_as_by_format(&self.capabilities(), entry, readers))
+    }
+
     fn airflow_version(&self) -> Option<&'static str> {
         self.schema().airflow_version()
     }

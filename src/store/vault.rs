@@ -138,10 +138,15 @@ impl VaultStore {
 
     /// The KV data `write` stores for `entry` (plaintext: build it just before the wire).
     fn encode(&self, entry: &Entry) -> Result<serde_json::Map<String, Json>, ItemError> {
-        match &entry.value {
-            Value::Variable(v) => Ok(encode_variable(&v.value)),
-            Value::Connection(c) => encode_connection(c, self.config.connection_format),
+        let data = match &entry.value {
+            Value::Variable(v) => encode_variable(&v.value),
+            Value::Connection(c) => encode_connection(c, self.config.connection_format)?,
+        };
+        // vaultrs sends an empty object as an empty body, which KV v1 refuses.
+        if data.is_empty() && self.kv() == KvVersion::V1 {
+            return Err(ItemError::new(ItemErrorKind::NotRepresentable, "KV v1 cannot store an empty field dict"));
         }
+        Ok(data)
     }
 
     /// Connect and log in. Fails early on a bad config or a failed login; a plain token is not
@@ -793,14 +798,6 @@ impl Store for VaultStore {
             KvVersion::V2 => self.write_v2(entry, &sp, &data, pre).await,
             KvVersion::V1 => {
                 let Json::Object(fields) = &data else { unreachable!("encoders return objects") };
-                // vaultrs sends an empty object as an empty body, which KV v1 refuses.
-                if fields.is_empty() {
-                    return Err(StoreError::item(
-                        self,
-                        &entry.id,
-                        ItemError::new(ItemErrorKind::NotRepresentable, "KV v1 cannot store an empty field dict"),
-                    ));
-                }
                 let flat: HashMap<&str, Json> = fields.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
                 let flat = &flat;
                 let (mount, path) = (sp.mount.as_str(), sp.path.as_str());

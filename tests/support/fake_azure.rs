@@ -97,6 +97,11 @@ impl FakeAzure {
         Transport::with_policy(Arc::new(FakePolicy(self.state.clone())))
     }
 
+    /// Answer one request as the vault does (tests/support/azure_https.rs serves this over HTTPS).
+    pub async fn handle(&self, request: &mut Request) -> AsyncRawResponse {
+        FakePolicy(self.state.clone()).send(&Context::new(), request, &[]).await.expect("the fake always answers")
+    }
+
     /// Answer the next `n` requests with 429 and `Retry-After: secs`.
     pub fn throttle_next(&self, n: usize, retry_after_secs: u64) {
         let mut s = self.state.lock().unwrap();
