@@ -26,23 +26,9 @@ pub fn init_tracing_for(cli: &Cli) {
     }
 }
 
+/// See [`crate::logging`]: `RUST_LOG` raises only this crate; colour only on a terminal.
 pub fn init_tracing(verbose: u8, json: bool, daemon: bool) {
-    use tracing_subscriber::EnvFilter;
-    // vaultrs logs every non-2xx answer (a 404 is how Vault says "absent") at error level; our
-    // own errors say what matters, so its logs stay off unless RUST_LOG asks for them.
-    let default = match verbose {
-        1 if daemon => "info,vaultrs=off,rustify=off,sqlx=warn",
-        0 => "warn,vaultrs=off,rustify=off",
-        1 => "info,airflow_secrets_sync=debug,vaultrs=off,rustify=off",
-        _ => "debug,airflow_secrets_sync=trace",
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if json {
-        let _ = builder.json().try_init();
-    } else {
-        let _ = builder.with_target(false).try_init();
-    }
+    crate::logging::init(verbose, json, daemon)
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<Exit> {

@@ -52,12 +52,18 @@ pub struct StateConfig {
     /// `postgres://…`: a shared state database (a daemon with replicas).
     pub url: Option<String>,
     /// 32 random bytes, base64 (`openssl rand -base64 32`).
-    pub snapshot_key: Option<String>,
-    /// A shell command that prints the snapshot key (a secret manager CLI, `pass`, …).
+    #[serde(default, deserialize_with = "secret_opt")]
+    pub snapshot_key: Option<crate::secret::SecretValue>,
+    /// A command that prints the snapshot key (a secret manager CLI, `pass`, …): split like a
+    /// shell word list and run without a shell, stdin `/dev/null` (as `fernet_key_cmd`).
     pub snapshot_key_cmd: Option<String>,
     /// The directory relative paths resolve against: the config file's own (set by `load`).
     #[serde(skip)]
     pub base_dir: Option<std::path::PathBuf>,
+}
+
+fn secret_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<crate::secret::SecretValue>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.map(crate::secret::SecretValue::from))
 }
 
 impl std::fmt::Debug for StateConfig {

@@ -28,6 +28,7 @@ pub mod demo;
 pub mod error;
 pub mod fault;
 pub mod insight;
+pub mod logging;
 pub mod plan;
 pub mod planfile;
 pub mod render;

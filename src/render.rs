@@ -62,8 +62,13 @@ pub fn write_table_noted(
     show_unchanged: bool,
     out: &mut dyn std::io::Write,
 ) -> std::io::Result<()> {
-    writeln!(out, "Plan: {} -> {}", plan.source, plan.target)?;
-    writeln!(out, "Predicted for: {}", plan.readers.iter().map(|r| reader_label_of(r)).collect::<Vec<_>>().join(", "))?;
+    writeln!(
+        out,
+        "Plan: {} -> {} (predicted for {})",
+        plan.source,
+        plan.target,
+        plan.readers.iter().map(|r| reader_label_of(r)).collect::<Vec<_>>().join(", ")
+    )?;
     for n in notes {
         writeln!(out, "  {n}")?;
     }

@@ -72,14 +72,85 @@ mod tests {
     }
 }
 
+/// Run a `*_cmd` option's command the way Airflow's `run_command` splits it: `shlex.split`, no
+/// shell (`;`, `|`, `$VAR` are plain arguments), stdin `/dev/null` (it never reads the tool's own
+/// input), stderr discarded (it could echo what it fetched). Its stdout, unstripped, is held in a
+/// [`SecretValue`] from the moment it is read. Errors name the program and the exit status, never
+/// the output.
+pub fn run_command(command: &str) -> Result<SecretValue, String> {
+    use std::process::{Command, Stdio};
+    let argv = Zeroizing::new(shlex::split(command).ok_or("the command cannot be split into words (unbalanced quotes?)")?);
+    let (program, args) = argv.split_first().ok_or("the command is empty")?;
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|e| format!("could not run `{program}`: {}", e.kind()))?;
+    let stdout = Zeroizing::new(out.stdout);
+    if !out.status.success() {
+        return Err(format!("`{program}` failed ({}); its output is not shown", out.status));
+    }
+    let text = std::str::from_utf8(&stdout).map_err(|_| format!("`{program}` printed something that is not UTF-8"))?;
+    Ok(SecretValue::new(text))
+}
+
+#[cfg(test)]
+mod command_tests {
+    use super::run_command;
+
+    #[test]
+    fn no_shell_stdin_is_null_and_stdout_is_kept_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("marker");
+        // `;` is an argument to printf, not a command separator: nothing else runs.
+        let out = run_command(&format!("printf '%s ' canary-cmd-4d1 ';' touch {}", marker.display())).unwrap();
+        assert!(!marker.exists(), "a shell ran the command");
+        assert!(out.expose_plaintext().starts_with("canary-cmd-4d1 ; touch"));
+        assert!(!format!("{out:?}").contains("canary"), "the stdout is a SecretValue");
+        let out = run_command("sh -c 'readlink /proc/self/fd/0; printf \"x \\n\"'").unwrap();
+        assert_eq!(out.expose_plaintext(), "/dev/null\nx \n", "stdin is /dev/null; stdout unstripped");
+    }
+
+    #[test]
+    fn failures_never_show_the_output() {
+        let err = run_command("sh -c 'echo canary-cmd-7e2; echo canary-cmd-7e3 >&2; exit 3'").unwrap_err();
+        assert!(err.contains("`sh` failed") && !err.contains("canary"), "{err}");
+        assert!(run_command("").unwrap_err().contains("empty"));
+        assert!(run_command("'unbalanced").unwrap_err().contains("split"));
+        assert!(run_command("/nonexistent/prog-5a").unwrap_err().contains("could not run"));
+    }
+}
+
 /// A deserializer's error message with the offending value withheld. serde quotes the value it
-/// could not use (`invalid type: string "s.abc…", expected a table`), and a credential written in
-/// the wrong place — `auth = "<token>"` where a table belongs — would otherwise be printed, logged
-/// and shown by the daemon's `/status`. Field and variant names (backquoted) are kept.
+/// could not use (`invalid type: string "s.abc…", expected a table`, ``unknown variant `s.abc…`,
+/// expected one of `token`, `approle` ``), and a credential written in the wrong place — `auth =
+/// "<token>"` where a table belongs, a token as `type` — would otherwise be printed, logged and
+/// shown by the daemon's `/status`. Withheld: every double-quoted string and all back-quoted text
+/// (an unknown variant or field, an unexpected `true` or `5`), except the names that are ours: the
+/// list after the final `, expected` (when it is only back-quoted names) and `missing field `x``.
 pub fn scrub_de_message(message: &str) -> String {
-    static QUOTED: std::sync::LazyLock<regex::Regex> =
-        std::sync::LazyLock::new(|| regex::Regex::new(r#"(string|character) "(?:[^"\\]|\\.)*""#).expect("a valid pattern"));
-    QUOTED.replace_all(message, r#"$1 "***""#).into_owned()
+    use std::sync::LazyLock;
+    static QUOTED: LazyLock<regex::Regex> =
+        LazyLock::new(|| regex::Regex::new(r#"(string|character) "(?:[^"\\]|\\.)*""#).expect("a valid pattern"));
+    static EXPECTED_NAMES: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(r"^, expected (one of )?`[A-Za-z0-9_.:/-]*`((, | or )`[A-Za-z0-9_.:/-]*`)*$").expect("a valid pattern")
+    });
+    static OUR_FIELD: LazyLock<regex::Regex> =
+        LazyLock::new(|| regex::Regex::new(r"^missing field `[A-Za-z0-9_]+`$").expect("a valid pattern"));
+    let message = QUOTED.replace_all(message, r#"$1 "***""#);
+    let (front, names) = match message.rfind(", expected ") {
+        Some(i) if EXPECTED_NAMES.is_match(&message[i..]) => message.split_at(i),
+        _ => (&*message, ""),
+    };
+    let front = match (front.find('`'), front.rfind('`')) {
+        // From the first back-quote to the last: a value may itself hold back-quotes.
+        (Some(a), Some(b)) if b > a && !OUR_FIELD.is_match(front) => format!("{}`***`{}", &front[..a], &front[b + 1..]),
+        (Some(a), Some(b)) if a == b => format!("{}`***", &front[..a]),
+        _ => front.to_string(),
+    };
+    front + names
 }
 
 #[cfg(test)]
@@ -92,7 +163,33 @@ mod scrub_tests {
             scrub_de_message(r#"invalid type: string "s.hunter2 \"x\"", expected internally tagged enum VaultAuth"#),
             r#"invalid type: string "***", expected internally tagged enum VaultAuth"#
         );
-        assert_eq!(scrub_de_message("unknown field `token_path`, expected one of `url`"), "unknown field `token_path`, expected one of `url`");
+        assert_eq!(scrub_de_message("unknown field `token_path`, expected one of `url`"), "unknown field `***`, expected one of `url`");
         assert_eq!(scrub_de_message(r#"invalid value: string "p@ss", expected usize"#), r#"invalid value: string "***", expected usize"#);
+        assert_eq!(scrub_de_message("missing field `role_id`"), "missing field `role_id`");
+    }
+
+    #[test]
+    fn back_quoted_values_are_withheld_our_names_kept() {
+        let cases = [
+            (
+                "unknown variant `hvs.canary-5c1`, expected one of `token`, `approle`, `kubernetes`, `userpass`",
+                "unknown variant `***`, expected one of `token`, `approle`, `kubernetes`, `userpass`",
+            ),
+            ("unknown variant `hvs.canary-5c2`, expected `fields` or `uri`", "unknown variant `***`, expected `fields` or `uri`"),
+            ("unknown variant `hvs.canary-5c3`, there are no variants", "unknown variant `***`, there are no variants"),
+            // A value holding back-quotes and a fake list cannot smuggle itself into the kept part.
+            (
+                "unknown variant `a`, expected `hvs.canary-5c4`, expected `fields` or `uri`",
+                "unknown variant `***`, expected `fields` or `uri`",
+            ),
+            ("unknown field `x`, expected `hvs.canary-5c5`, there are no fields", "unknown field `***`, there are no fields"),
+            ("invalid type: boolean `true`, expected a string", "invalid type: boolean `***`, expected a string"),
+            ("unknown variant `hvs.canary-5c6", "unknown variant `***"),
+        ];
+        for (message, want) in cases {
+            let got = scrub_de_message(message);
+            assert_eq!(got, want);
+            assert!(!got.contains("canary"), "{got}");
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! The connection codecs against real Airflow: every case of `shared/testdata/connections.json`
+//! The connection codecs against real Airflow: every case of `tests/data/connections.json`
 //! (input cases and raw URI cases), the string payloads of `backend_names.json` for the
 //! env / GCP / SSM / Azure backends, and round-trip properties of our writers.
 //!
@@ -15,7 +15,7 @@ use airflow_secrets_sync::model::{Connection, SecretValue};
 use serde_json::{Map, Value};
 
 fn testdata(name: &str) -> Value {
-    let path = format!("{}/../shared/testdata/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
 }

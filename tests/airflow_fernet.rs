@@ -1,4 +1,4 @@
-//! `airflow::fernet` against real Airflow: every vector in `shared/testdata/fernet.json` is checked
+//! `airflow::fernet` against real Airflow: every vector in `tests/data/fernet.json` is checked
 //! (the suites iterate over the file, so a new vector is tested without touching this file, and a
 //! failure names the case), plus rotate, key lookup order, interop with fernet-rs and leak canaries.
 
@@ -26,7 +26,7 @@ impl Vectors {
     fn load() -> Self {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../shared/testdata/fernet.json"
+            "/tests/data/fernet.json"
         );
         let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
         Self {

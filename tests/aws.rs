@@ -20,7 +20,7 @@ use serde_json::{Map, Value as Json, json};
 const REGION: &str = "us-east-1";
 
 fn testdata() -> Json {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/testdata/backend_names.json");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/backend_names.json");
     serde_json::from_str(&std::fs::read_to_string(path).expect("backend_names.json")).expect("json")
 }
 

@@ -31,7 +31,7 @@ const PROJECT: &str = "test-project";
 const CANARY: &str = "canary-cloud-5e8d1a";
 
 fn testdata(name: &str) -> serde_json::Value {
-    let path = format!("{}/../shared/testdata/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))).unwrap()
 }
 

@@ -1,4 +1,4 @@
-//! End to end: the real Airflow-made metastores in `shared/testdata/metastore/` migrated to each
+//! End to end: the real Airflow-made metastores in `tests/data/metastore/` migrated to each
 //! backend (AWS through the real binary against `moto_server`; GCP and Azure through the library
 //! pipeline against the REST fakes and the production SDK clients). Every item is either written
 //! and read back as Airflow reads it, or reported by name with the reason the backend cannot
@@ -30,7 +30,7 @@ use airflow_secrets_sync::store::{DynStore, Store, registry, scan_all};
 const DBS: [&str; 2] = ["airflow-3.3.2.db", "airflow-2.10.5.db"];
 
 fn testdata(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/metastore").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/metastore").join(name)
 }
 
 fn manifest_key(db: &str) -> String {

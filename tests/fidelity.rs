@@ -59,6 +59,7 @@ fn local_json(dir: &std::path::Path, reader: Reader) -> DynStore {
     let cfg = LocalFilesConfig {
         variables_file_path: Some(dir.join("variables.json")),
         connections_file_path: Some(dir.join("connections.json")),
+        ..Default::default()
     };
     Arc::new(LocalFilesStore::new(&cfg).unwrap().with_reader(reader))
 }

@@ -13,7 +13,7 @@ const CANARY: &str = "Zq9canaryXw";
 const ROUNDS: usize = 3000;
 
 fn vectors(name: &str) -> serde_json::Value {
-    let path = format!("{}/../shared/testdata/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 

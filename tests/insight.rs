@@ -330,7 +330,7 @@ async fn resolve_follows_the_chain_and_fingerprints_are_keyed() {
     )
     .unwrap();
     let backend: DynStore = Arc::new(
-        LocalFilesStore::new(&LocalFilesConfig { variables_file_path: Some(vars.clone()), connections_file_path: None }).unwrap(),
+        LocalFilesStore::new(&LocalFilesConfig { variables_file_path: Some(vars.clone()), ..Default::default() }).unwrap(),
     );
     let env: DynStore = Arc::new(EnvStore::from_vars([
         ("AIRFLOW_VAR_ENVIRONMENT", ""),

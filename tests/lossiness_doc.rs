@@ -73,7 +73,7 @@ fn targets(dir: &std::path::Path) -> Vec<(&'static str, ReadAs)> {
         })
     }
     let files = |name: &str| {
-        let cfg = LocalFilesConfig { variables_file_path: None, connections_file_path: Some(dir.join(name)) };
+        let cfg = LocalFilesConfig { variables_file_path: None, connections_file_path: Some(dir.join(name)), ..Default::default() };
         store(Arc::new(LocalFilesStore::new(&cfg).unwrap()))
     };
     vec![

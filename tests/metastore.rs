@@ -1,5 +1,5 @@
 //! The metastore store against real Airflow-made databases: the SQLite files from
-//! `shared/testdata/metastore/` (Airflow 3.3.2 and 2.10.5), and the same rows copied into real
+//! `tests/data/metastore/` (Airflow 3.3.2 and 2.10.5), and the same rows copied into real
 //! PostgreSQL and MariaDB tables shaped like Airflow's (spec §1.1, §1.2). The manifest's
 //! `expected_with_key` is what Airflow itself returned; it is the oracle.
 

@@ -120,6 +120,7 @@ async fn round_trip_through_a_backend_into_empty_metastores() {
             LocalFilesStore::new(&LocalFilesConfig {
                 variables_file_path: Some(dir.path().join("variables.json")),
                 connections_file_path: Some(dir.path().join("connections.json")),
+                ..Default::default()
             })
             .unwrap(),
         );

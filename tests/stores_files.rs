@@ -16,14 +16,19 @@ fn local(vars: Option<&Path>, conns: Option<&Path>) -> LocalFilesStore {
     LocalFilesStore::new(&LocalFilesConfig {
         variables_file_path: vars.map(Path::to_path_buf),
         connections_file_path: conns.map(Path::to_path_buf),
+        ..Default::default()
     })
     .expect("valid config")
 }
 
 fn env_file(dir: &tempfile::TempDir, format: EnvConnectionFormat) -> (EnvStore, PathBuf) {
     let path = dir.path().join("airflow.env");
-    let cfg =
-        EnvConfig { source: EnvSource::File, path: Some(path.clone()), connection_format: format, compose_safe: false };
+    let cfg = EnvConfig {
+        source: EnvSource::File,
+        path: Some(path.clone()),
+        connection_format: format,
+        ..Default::default()
+    };
     (EnvStore::new(&cfg).expect("valid config"), path)
 }
 
@@ -233,6 +238,7 @@ async fn env_file_refuses_what_sh_cannot_read_back() {
         path: Some(path.clone()),
         connection_format: EnvConnectionFormat::Json,
         compose_safe: true,
+        ..Default::default()
     };
     let strict = EnvStore::new(&cfg).unwrap();
     let e = Entry::variable("trailing", "C:\\dir\\");
@@ -330,18 +336,17 @@ fn local_config_checks_extensions_and_paths() {
     assert_eq!(store.to_string(), "local-files(variables=/x/v.yml, connections=/x/c.env)");
     let caps = store.capabilities();
     assert!(caps.empty_variables && !caps.connection_description);
-    let bad = LocalFilesConfig { variables_file_path: Some("/x/v.toml".into()), connections_file_path: None };
+    let bad = LocalFilesConfig { variables_file_path: Some("/x/v.toml".into()), ..Default::default() };
     assert!(matches!(LocalFilesStore::new(&bad), Err(StoreError::Config { .. })));
     let same = LocalFilesConfig {
         variables_file_path: Some("/x/a.json".into()),
         connections_file_path: Some("/x/a.json".into()),
+        ..Default::default()
     };
     assert!(matches!(LocalFilesStore::new(&same), Err(StoreError::Config { .. })));
-    let only_vars = LocalFilesStore::new(&LocalFilesConfig {
-        variables_file_path: Some("/x/v.json".into()),
-        connections_file_path: None,
-    })
-    .unwrap();
+    let only_vars =
+        LocalFilesStore::new(&LocalFilesConfig { variables_file_path: Some("/x/v.json".into()), ..Default::default() })
+            .unwrap();
     assert!(matches!(only_vars.locate(&ItemId::connection("c")), Placement::Unreachable(_)));
 }
 
@@ -654,4 +659,429 @@ async fn env_file_connections_are_json_or_uri() {
         assert!(airflow_secrets_sync::airflow::connection::equivalent(&got, &want), "{format:?}");
         std::fs::remove_file(&path).unwrap();
     }
+}
+
+// ---- hardening (issue 16) ----------------------------------------------------------------------
+
+const BIN: &str = env!("CARGO_BIN_EXE_airflow-secrets-sync");
+
+fn toml_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap()
+}
+
+/// A `.env` source must never fill `$VAR` / `${VAR}` from the tool's own environment: the real
+/// binary runs with the credential set, and neither the target nor the output may hold it.
+#[test]
+fn env_file_sources_never_expand_the_tools_own_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "hvs.canary-token-5e1f";
+    let source = dir.path().join("source.env");
+    std::fs::write(
+        &source,
+        "BASE=from-file\nAIRFLOW_VAR_STOLEN=\"${VAULT_TOKEN}\"\nAIRFLOW_VAR_BARE=$VAULT_TOKEN\n\
+         AIRFLOW_VAR_FROM_FILE=\"${BASE}/x\"\nAIRFLOW_VAR_LITERAL='$VAULT_TOKEN'\nAIRFLOW_VAR_ESCAPED=\"\\${VAULT_TOKEN}\"\n",
+    )
+    .unwrap();
+    let target = dir.path().join("variables.json");
+    let cfg = format!(
+        "[source]\nkind = \"env\"\nsource = \"file\"\npath = {}\n\n[target]\nkind = \"local_files\"\n\
+         variables_file_path = {}\n\n[state]\npath = {}\nsnapshot_key = {}\n",
+        toml_str(&source.display().to_string()),
+        toml_str(&target.display().to_string()),
+        toml_str(&dir.path().join("state.db").display().to_string()),
+        toml_str("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
+    );
+    std::fs::write(dir.path().join("config.toml"), cfg).unwrap();
+    let out = Command::new(BIN)
+        .args(["migrate", "--apply", "--skip-errored", "--only", "variables"])
+        .current_dir(dir.path())
+        .env("VAULT_TOKEN", token)
+        .env("VAULT", token)
+        .env("BASE", token)
+        .env("NO_COLOR", "1")
+        .env_remove("AIRFLOW_SECRETS_SYNC_CONFIG")
+        .output()
+        .unwrap();
+    let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!printed.contains(token), "the tool's credential was printed:\n{printed}");
+    let written = std::fs::read_to_string(&target).unwrap_or_else(|e| panic!("no target ({e}):\n{printed}"));
+    assert!(!written.contains(token), "the tool's credential reached the target:\n{written}");
+    let back: HashMap<String, String> = serde_json::from_str(&written).unwrap();
+    assert_eq!(back.get("from_file").map(String::as_str), Some("from-file/x"), "{written}");
+    assert_eq!(back.get("literal").map(String::as_str), Some("$VAULT_TOKEN"));
+    assert_eq!(back.get("escaped").map(String::as_str), Some("${VAULT_TOKEN}"));
+    for id in ["stolen", "bare"] {
+        assert!(!back.contains_key(id), "{id} was migrated: {written}");
+        assert!(printed.contains(id), "the refusal names {id}:\n{printed}");
+    }
+}
+
+/// The same file read by the store: substitutions resolve against the file only (earlier lines, as
+/// `sh` reads it), a name the file does not define is refused by item, and the error holds no value.
+#[tokio::test]
+async fn env_file_substitutions_resolve_only_against_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, path) = env_file(&dir, EnvConnectionFormat::Json);
+    let path_value = std::env::var("PATH").expect("PATH is set");
+    std::fs::write(
+        &path,
+        "export HOST_PART=db.internal\nEMPTY=\nAIRFLOW_VAR_A=\"${HOST_PART}:5432\"\nAIRFLOW_VAR_B=$EMPTY-x\n\
+         AIRFLOW_VAR_C=\"${PATH}\"\nAIRFLOW_VAR_D=\"pa$sw0rd-canary\"\nAIRFLOW_VAR_E=${AIRFLOW_VAR_A}/y\n\
+         UNRELATED=$PATH\nAIRFLOW_VAR_F=${UNRELATED}\nAIRFLOW_VAR_LATER=${DEFINED_AFTER}\nDEFINED_AFTER=1\n",
+    )
+    .unwrap();
+    let inv = store.scan(Kind::Variable).await.unwrap();
+    assert_eq!(variable_value(&inv, "a"), "db.internal:5432");
+    assert_eq!(variable_value(&inv, "b"), "-x");
+    assert_eq!(variable_value(&inv, "e"), "db.internal:5432/y");
+    for id in ["c", "d", "f", "later"] {
+        let err = inv.error(&ItemId::variable(id)).unwrap_or_else(|| panic!("{id} must be refused"));
+        assert_eq!(err.kind, ItemErrorKind::Unparseable, "{id}");
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains("canary") && !shown.contains("sw0rd") && !shown.contains(&path_value), "{shown}");
+    }
+    // Airflow's own `.env` format (LocalFilesystemBackend) has no substitution at all: `$` is literal.
+    let local_path = dir.path().join("variables.env");
+    std::fs::write(&local_path, "x=${PATH}\ny=$HOME\n").unwrap();
+    let inv = local(Some(&local_path), None).scan(Kind::Variable).await.unwrap();
+    assert_eq!(variable_value(&inv, "x"), "${PATH}");
+    assert_eq!(variable_value(&inv, "y"), "$HOME");
+}
+
+#[cfg(unix)]
+fn owner(path: &Path) -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).unwrap();
+    (m.uid(), m.gid())
+}
+
+/// Temp files this tool left beside `path` (any name starting with `.<file name>.`).
+fn temp_files_beside(path: &Path) -> Vec<PathBuf> {
+    let name = format!(".{}.", path.file_name().unwrap().to_string_lossy());
+    std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(&name))
+        .collect()
+}
+
+/// A rewrite keeps the existing file's mode and owner (Airflow may run as another user); a new
+/// file is 0600 unless `file_mode` says otherwise. Both writers (env file, local files).
+#[cfg(unix)]
+#[tokio::test]
+async fn file_writers_keep_mode_and_owner_and_create_new_files_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let vars = dir.path().join("variables.json");
+    let (envs, env_path) = env_file(&dir, EnvConnectionFormat::Json);
+    for p in [&vars, &env_path] {
+        std::fs::write(p, if p == &vars { "{}" } else { "" }).unwrap();
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o640)).unwrap();
+    }
+    // Give the files away when we can (root in CI): the owner must survive the rewrite.
+    let foreign = std::os::unix::fs::chown(&vars, Some(4242), Some(4343))
+        .and_then(|()| std::os::unix::fs::chown(&env_path, Some(4242), Some(4343)))
+        .is_ok();
+    let before = owner(&vars);
+    write_all(&local(Some(&vars), None), &[Entry::variable("a", "canary-10a")]).await;
+    write_all(&envs, &[Entry::variable("a", "canary-10a")]).await;
+    for p in [&vars, &env_path] {
+        assert_eq!(mode(p), 0o640, "{} lost its mode", p.display());
+        assert_eq!(owner(p), before, "{} lost its owner", p.display());
+        assert!(std::fs::read_to_string(p).unwrap().contains("canary-10a"));
+    }
+    if !foreign {
+        eprintln!("not root: checked that the owner is kept, but not with a foreign owner");
+    }
+
+    let fresh = dir.path().join("fresh.yaml");
+    write_all(&local(Some(&fresh), None), &[Entry::variable("a", "b")]).await;
+    assert_eq!(mode(&fresh), 0o600);
+    let cfg: LocalFilesConfig = toml::from_str(&format!(
+        "variables_file_path = {}\nfile_mode = \"0640\"\n",
+        toml_str(&dir.path().join("shared.json").display().to_string())
+    ))
+    .unwrap();
+    write_all(&LocalFilesStore::new(&cfg).unwrap(), &[Entry::variable("a", "b")]).await;
+    assert_eq!(mode(&dir.path().join("shared.json")), 0o640);
+    let bad = toml::from_str::<LocalFilesConfig>("variables_file_path = \"v.json\"\nfile_mode = \"0999\"\n");
+    assert!(bad.is_err(), "an invalid mode is a configuration error");
+    let cfg: EnvConfig = toml::from_str(&format!(
+        "source = \"file\"\npath = {}\nfile_mode = \"0604\"\n",
+        toml_str(&dir.path().join("new.env").display().to_string())
+    ))
+    .unwrap();
+    write_all(&EnvStore::new(&cfg).unwrap(), &[Entry::variable("a", "b")]).await;
+    assert_eq!(mode(&dir.path().join("new.env")), 0o604);
+}
+
+/// A symlinked file is never silently replaced by a regular file (nor written through): the write
+/// is refused, naming the path, and both the link and its target stay as they were.
+#[cfg(unix)]
+#[tokio::test]
+async fn file_writers_refuse_to_replace_a_symlink() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("real.json");
+    std::fs::write(&real, "{\"keep\": \"me\"}").unwrap();
+    let link = dir.path().join("variables.json");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let store = local(Some(&link), None);
+    assert_eq!(variable_value(&store.scan(Kind::Variable).await.unwrap(), "keep"), "me", "reading follows it");
+    store.write(&Entry::variable("a", "canary-10b"), &Precondition::Any).await.unwrap();
+    let err = store.flush().await.unwrap_err();
+    assert!(err.to_string().contains("symbolic link") && !err.to_string().contains("canary"), "{err}");
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert_eq!(std::fs::read_to_string(&real).unwrap(), "{\"keep\": \"me\"}");
+
+    let env_real = dir.path().join("real.env");
+    std::fs::write(&env_real, "A=1\n").unwrap();
+    let env_link = dir.path().join("airflow.env");
+    std::os::unix::fs::symlink(&env_real, &env_link).unwrap();
+    let (envs, _) = env_file(&dir, EnvConnectionFormat::Json);
+    envs.write(&Entry::variable("a", "canary-10b"), &Precondition::Any).await.unwrap();
+    assert!(envs.flush().await.unwrap_err().to_string().contains("symbolic link"));
+    assert_eq!(std::fs::read_to_string(&env_real).unwrap(), "A=1\n");
+}
+
+/// The two-file flush either replaces both files or neither: a connections file it cannot rewrite
+/// leaves the variables file as it was (so "nothing was written" is true).
+#[tokio::test]
+async fn a_two_file_flush_that_fails_writes_neither_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let vars = dir.path().join("variables.json");
+    let conns = dir.path().join("connections.json");
+    std::fs::write(&vars, "{\"old\": \"value\"}").unwrap();
+    std::fs::write(&conns, "{\"broken\": ").unwrap();
+    let store = local(Some(&vars), Some(&conns));
+    store.write(&Entry::variable("new", "canary-10c"), &Precondition::Any).await.unwrap();
+    let c = Connection { conn_type: Some("http".into()), host: Some("h".into()), ..Default::default() };
+    store.write(&Entry::connection("c", c), &Precondition::Any).await.unwrap();
+    assert!(store.flush().await.is_err());
+    assert_eq!(std::fs::read_to_string(&vars).unwrap(), "{\"old\": \"value\"}", "the variables file was replaced");
+    assert!(temp_files_beside(&vars).is_empty() && temp_files_beside(&conns).is_empty());
+}
+
+/// kill -9 between writing the temp files and renaming them leaves plaintext beside the target;
+/// the next run removes it (and an old one is removed as soon as a store opens the file).
+#[cfg(unix)]
+#[test]
+fn a_killed_flush_leaves_no_plaintext_temp_file_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let canary = "canary-10d-killed";
+    let source = dir.path().join("source.env");
+    std::fs::write(&source, format!("AIRFLOW_VAR_K='{canary}'\n")).unwrap();
+    let target = dir.path().join("variables.json");
+    let cfg = format!(
+        "[source]\nkind = \"env\"\nsource = \"file\"\npath = {}\n\n[target]\nkind = \"local_files\"\n\
+         variables_file_path = {}\n\n[state]\npath = {}\nsnapshot_key = {}\n",
+        toml_str(&source.display().to_string()),
+        toml_str(&target.display().to_string()),
+        toml_str(&dir.path().join("state.db").display().to_string()),
+        toml_str("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
+    );
+    std::fs::write(dir.path().join("config.toml"), cfg).unwrap();
+    let run = |fault: bool| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["migrate", "--apply", "--only", "variables"]).current_dir(dir.path()).env("NO_COLOR", "1");
+        if fault {
+            cmd.env("AIRFLOW_SECRETS_SYNC_FAULT_ABORT_BEFORE_RENAME", "1");
+        }
+        cmd.output().unwrap()
+    };
+    let out = run(true);
+    assert!(!out.status.success(), "the fault point did not fire");
+    let left = temp_files_beside(&target);
+    assert_eq!(left.len(), 1, "the killed run left its temp file: {left:?}");
+    assert!(std::fs::read_to_string(&left[0]).unwrap().contains(canary), "the scenario needs plaintext in it");
+    assert_eq!(mode(&left[0]), 0o600, "a temp file is 0600 while it holds plaintext");
+    let out = run(false);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(temp_files_beside(&target).is_empty(), "{:?}", temp_files_beside(&target));
+    assert!(std::fs::read_to_string(&target).unwrap().contains(canary));
+
+    // A stale temp file (older than any write in flight) goes as soon as a store opens the path.
+    let stale = dir.path().join(".variables.json.airflow-secrets-sync-0123abcd.tmp");
+    std::fs::write(&stale, canary).unwrap();
+    let f = std::fs::File::options().write(true).open(&stale).unwrap();
+    f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600)).unwrap();
+    drop(f);
+    let keep = dir.path().join(".variables.json.unrelated");
+    std::fs::write(&keep, "not ours").unwrap();
+    let _store = local(Some(&target), None);
+    assert!(!stale.exists(), "a stale temp file of this tool survived opening the store");
+    assert!(keep.exists(), "only this tool's temp files are removed");
+}
+
+/// What PyYAML's safe_load reads from `path`, as JSON (None when PyYAML is not installed).
+fn pyyaml_reads(path: &Path) -> Option<serde_json::Value> {
+    // What JSON cannot hold (inf, nan, dates, bytes) becomes a one-element list of its repr().
+    let check = "import sys, yaml, json, math, datetime\n\
+                 def fix(v):\n\
+                 \x20   if isinstance(v, float) and not math.isfinite(v): return [repr(v)]\n\
+                 \x20   if isinstance(v, (datetime.date, bytes, set)): return [repr(v)]\n\
+                 \x20   if isinstance(v, dict): return {k: fix(x) for k, x in v.items()}\n\
+                 \x20   if isinstance(v, list): return [fix(x) for x in v]\n\
+                 \x20   return v\n\
+                 d = yaml.safe_load(open(sys.argv[1], encoding='utf-8'))\n\
+                 sys.stdout.write(json.dumps(fix(d)))";
+    match Command::new("python3").arg("-c").arg(check).arg(path).output() {
+        Ok(out) if out.status.success() => Some(serde_json::from_slice(&out.stdout).unwrap()),
+        Ok(out) if String::from_utf8_lossy(&out.stderr).contains("No module named 'yaml'") => None,
+        Ok(out) => panic!("PyYAML rejected the file: {}", String::from_utf8_lossy(&out.stderr)),
+        Err(_) => None,
+    }
+}
+
+/// A sync rewrites only the entries it changes: `x: 1.5e3` (the string "1.5e3" to PyYAML) and
+/// every other untouched entry, comment and blank line stay byte-identical, and the plain scalars
+/// are read with YAML 1.1 rules (`1.5e3`, `1e3`, `0o17` are strings; `yes`, `0x1F` are not).
+#[tokio::test]
+async fn local_yaml_rewrites_keep_untouched_entries_byte_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("variables.yaml");
+    let before = "# Airflow variables\nx: 1.5e3\ne: 1e3\nflag: yes  # a bool to PyYAML\nlist: [1, 2,\n   3]\n\
+                  block: |\n  canary-11 text\n\nquoted: 'keep'\nold: \"replace me\"\ngone: bye\nhex: 0x1F\nlast: 0o17";
+    std::fs::write(&path, before).unwrap();
+    let store = local(Some(&path), None);
+    let inv = store.scan(Kind::Variable).await.unwrap();
+    for (id, v) in [("x", "1.5e3"), ("e", "1e3"), ("last", "0o17"), ("block", "canary-11 text\n"), ("quoted", "keep")] {
+        assert_eq!(variable_value(&inv, id), v, "{id}");
+    }
+    for id in ["flag", "hex", "list"] {
+        assert!(inv.error(&ItemId::variable(id)).is_some(), "{id} is not a string to PyYAML");
+    }
+    store.write(&Entry::variable("old", "new"), &Precondition::Any).await.unwrap();
+    store.write(&Entry::variable("added", "on"), &Precondition::Any).await.unwrap();
+    store.delete(&ItemId::variable("gone")).await.unwrap();
+    store.flush().await.unwrap();
+    let after = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(
+        after,
+        "# Airflow variables\nx: 1.5e3\ne: 1e3\nflag: yes  # a bool to PyYAML\nlist: [1, 2,\n   3]\n\
+         block: |\n  canary-11 text\n\nquoted: 'keep'\n\"old\": \"new\"\nhex: 0x1F\nlast: 0o17\n\"added\": \"on\"\n"
+    );
+    if let Some(back) = pyyaml_reads(&path) {
+        assert_eq!(back["x"], "1.5e3");
+        assert_eq!(back["old"], "new");
+        assert_eq!(back["added"], "on");
+        assert_eq!(back["flag"], true);
+    }
+
+    // Connections: a nested field dict is replaced as a block, the foreign entry around it kept.
+    let conns = dir.path().join("connections.yml");
+    let text = "\u{feff}keep:\n  conn_type: http\n  port: 0x50 # hex\nc:\n  conn_type: x\n  host: old\n# about z\nz: 'http://h'\n";
+    std::fs::write(&conns, text).unwrap();
+    let store = local(None, Some(&conns));
+    let c = Connection {
+        conn_type: Some("postgres".into()),
+        host: Some("db".into()),
+        port: Some(5432),
+        ..Default::default()
+    };
+    write_all(&store, &[Entry::connection("c", c.clone())]).await;
+    let after = std::fs::read_to_string(&conns).unwrap();
+    assert!(after.starts_with("\u{feff}keep:\n  conn_type: http\n  port: 0x50 # hex\n\"c\":\n"), "{after}");
+    assert!(after.ends_with("z: 'http://h'\n"), "{after}");
+    let inv = store.scan(Kind::Connection).await.unwrap();
+    assert_eq!(inv.get(&ItemId::connection("c")).unwrap().as_connection().unwrap(), &c);
+    assert_eq!(inv.get(&ItemId::connection("keep")).unwrap().as_connection().unwrap().port, Some(80));
+    let store = local(Some(&path), None);
+
+    // A flow-style file cannot be edited in place; written anew, it still means the same.
+    std::fs::write(&path, "{x: 1.5e3, y: 1e3, n: 0123, t: 2001-12-14}\n").unwrap();
+    write_all(&store, &[Entry::variable("z", "1")]).await;
+    let inv = store.scan(Kind::Variable).await.unwrap();
+    assert_eq!(variable_value(&inv, "x"), "1.5e3");
+    assert_eq!(variable_value(&inv, "y"), "1e3");
+    assert!(inv.error(&ItemId::variable("n")).is_some() && inv.error(&ItemId::variable("t")).is_some());
+    if let Some(back) = pyyaml_reads(&path) {
+        assert_eq!(
+            back,
+            serde_json::json!({"n": 83, "t": ["datetime.date(2001, 12, 14)"], "x": "1.5e3", "y": "1e3", "z": "1"})
+        );
+    }
+}
+
+/// Every plain scalar is a string exactly when PyYAML's safe_load reads a string (checked against
+/// PyYAML itself when it is installed).
+#[tokio::test]
+async fn local_yaml_types_plain_scalars_exactly_as_pyyaml() {
+    let plain = [
+        "1.5e3",
+        "1e3",
+        "1E3",
+        "-1e3",
+        "1.0e+3",
+        "1.e+3",
+        "12e03",
+        "3.",
+        "+.5",
+        "._1",
+        "0.",
+        "0o17",
+        "0x1F",
+        "0b101",
+        "017",
+        "09",
+        "1_000",
+        "1__0",
+        "+12",
+        "-0",
+        "1:20",
+        "190:20:30.15",
+        "1:70",
+        ".inf",
+        "-.inf",
+        "+.inf",
+        ".nan",
+        "+.nan",
+        ".NaN",
+        "yes",
+        "Yes",
+        "y",
+        "n",
+        "on",
+        "Off",
+        "True",
+        "tRUE",
+        "NULL",
+        "nULL",
+        "~",
+        "",
+        "2001-12-14",
+        "2001-12-14 21:59:43.10 -5",
+        "2001-1-1",
+        "2001-12-14t21:59:43Z",
+        "abc",
+        "a b",
+        "<<x",
+        "0x",
+        "0b2",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("variables.yaml");
+    let text: String = plain.iter().enumerate().map(|(i, p)| format!("v{i:02}: {p}\n")).collect();
+    std::fs::write(&path, &text).unwrap();
+    let inv = local(Some(&path), None).scan(Kind::Variable).await.unwrap();
+    let Some(back) = pyyaml_reads(&path) else {
+        eprintln!("PyYAML not installed: skipped");
+        return;
+    };
+    for (i, p) in plain.iter().enumerate() {
+        let id = format!("v{i:02}");
+        let ours =
+            inv.get(&ItemId::variable(&id)).map(|e| e.as_variable().unwrap().value.expose_plaintext().to_string());
+        let theirs = back[&id].as_str().map(str::to_string);
+        assert_eq!(ours, theirs, "{p:?}: PyYAML reads {}", back[&id]);
+    }
+    // A plain `=` (YAML 1.1's value key) makes safe_load raise: Airflow reads nothing from the file.
+    std::fs::write(
+        &path,
+        "a: x
+b: =
+",
+    )
+    .unwrap();
+    let err = local(Some(&path), None).scan(Kind::Variable).await.unwrap_err();
+    assert!(matches!(err, StoreError::Schema { .. }), "{err}");
 }

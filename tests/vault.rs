@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use serde_json::{Value as Json, json};
 use vault_server::{ROOT_TOKEN, VaultServer};
 
-const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/testdata");
+const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
 const POLICY_TOOL: &str = include_str!("../docs/vault-policy-airflow-secrets-sync.hcl");
 const POLICY_AIRFLOW: &str = include_str!("../docs/vault-policy-airflow.hcl");
 

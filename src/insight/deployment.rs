@@ -96,22 +96,12 @@ pub fn parse_cfg(text: &str) -> BTreeMap<String, BTreeMap<String, String>> {
 }
 
 /// Runs a `_cmd` option's command (`shlex.split`, no shell) and returns its stdout.
-pub type CmdRunner<'a> = &'a dyn Fn(&str) -> Result<String, String>;
+pub type CmdRunner<'a> = &'a dyn Fn(&str) -> Result<SecretValue, String>;
 
-/// The production runner: `shlex.split`, no shell, stdout unstripped (Airflow's `run_command`).
-pub fn run_command(command: &str) -> Result<String, String> {
-    let argv = shlex::split(command).ok_or("the command does not split as a shell word list")?;
-    let (prog, args) = argv.split_first().ok_or("the command is empty")?;
-    let out = std::process::Command::new(prog)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run it: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("it exited with {}", out.status));
-    }
-    String::from_utf8(out.stdout).map_err(|_| "its output is not UTF-8".to_string())
+/// The production runner: `shlex.split`, no shell, stdin null, stdout unstripped (Airflow's
+/// `run_command`), held as a [`SecretValue`] (see [`crate::secret::run_command`]).
+pub fn run_command(command: &str) -> Result<SecretValue, String> {
+    crate::secret::run_command(command)
 }
 
 /// A secrets backend as the deployment names it. `Debug` masks the kwargs' credentials.
@@ -213,10 +203,10 @@ impl Lookup<'_> {
     }
 
     /// The option's value, running a `_cmd` through `run`.
-    fn value(&self, section: &str, key: &str, sensitive: bool, run: CmdRunner) -> Result<Option<(String, Origin)>, DeploymentError> {
+    fn value(&self, section: &str, key: &str, sensitive: bool, run: CmdRunner) -> Result<Option<(SecretValue, Origin)>, DeploymentError> {
         Ok(match self.find(section, key, sensitive) {
             None => None,
-            Some(Found::Value(v, o)) => Some((v, o)),
+            Some(Found::Value(v, o)) => Some((SecretValue::new(v), o)),
             Some(Found::Cmd(c, o)) => {
                 let v = run(&c).map_err(|reason| DeploymentError::Option { origin: o.clone(), reason })?;
                 Some((v, o))
@@ -236,11 +226,11 @@ fn secret_unsupported(origin: Origin) -> DeploymentError {
 }
 
 /// `backend_kwargs` JSON plus the per-kwarg overrides from env (`prefix<NAME>`, spec §3.2).
-fn kwargs(raw: Option<(String, Origin)>, env: &BTreeMap<String, String>, prefix: &str) -> Result<Map<String, Json>, DeploymentError> {
+fn kwargs(raw: Option<(SecretValue, Origin)>, env: &BTreeMap<String, String>, prefix: &str) -> Result<Map<String, Json>, DeploymentError> {
     let mut m = match raw {
         None => Map::new(),
-        Some((s, _)) if s.trim().is_empty() => Map::new(),
-        Some((s, origin)) => match serde_json::from_str::<Json>(&s) {
+        Some((s, _)) if s.expose_plaintext().trim().is_empty() => Map::new(),
+        Some((s, origin)) => match serde_json::from_str::<Json>(s.expose_plaintext()) {
             Ok(Json::Object(m)) => m,
             // serde_json's message can quote the input: keep only the position.
             Ok(_) => return Err(DeploymentError::Option { origin, reason: "not a JSON object".into() }),
@@ -273,9 +263,11 @@ impl Deployment {
             Some(c) => Some(c),
             None => look.value("core", "sql_alchemy_conn", true, run)?,
         };
-        d.metastore.sql_alchemy_conn = conn.map(|(v, o)| (SecretValue::new(v.trim().to_string()), o));
-        d.metastore.sql_alchemy_schema =
-            look.value("database", "sql_alchemy_schema", false, run)?.map(|(v, _)| v).filter(|s| !s.is_empty());
+        d.metastore.sql_alchemy_conn = conn.map(|(v, o)| (SecretValue::new(v.expose_plaintext().trim()), o));
+        d.metastore.sql_alchemy_schema = look
+            .value("database", "sql_alchemy_schema", false, run)?
+            .map(|(v, _)| v.expose_plaintext().to_string())
+            .filter(|s| !s.is_empty());
         // The fernet key is handed to the metastore store unrun (it runs `_cmd` itself).
         match look.find("core", "fernet_key", true) {
             None => {}
@@ -284,11 +276,17 @@ impl Deployment {
             Some(Found::Secret(o)) => return Err(secret_unsupported(o)),
         }
 
-        if let Some((class, origin)) = look.value("secrets", "backend", false, run)?.filter(|(c, _)| !c.trim().is_empty()) {
+        let class = |section: &str, key: &str| -> Result<Option<(String, Origin)>, DeploymentError> {
+            Ok(look
+                .value(section, key, false, run)?
+                .map(|(c, o)| (c.expose_plaintext().to_string(), o))
+                .filter(|(c, _)| !c.trim().is_empty()))
+        };
+        if let Some((class, origin)) = class("secrets", "backend")? {
             let kw = kwargs(look.value("secrets", "backend_kwargs", true, run)?, env, KWARG_SECRETS)?;
             d.secrets_backend = Some(d.backend(class, kw, origin));
         }
-        if let Some((class, origin)) = look.value("workers", "secrets_backend", false, run)?.filter(|(c, _)| !c.trim().is_empty()) {
+        if let Some((class, origin)) = class("workers", "secrets_backend")? {
             let kw = kwargs(look.value("workers", "secrets_backend_kwargs", true, run)?, env, KWARG_WORKERS)?;
             d.workers_backend = Some(d.backend(class, kw, origin));
         }
@@ -443,7 +441,7 @@ mod tests {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
-    fn no_run(_: &str) -> Result<String, String> {
+    fn no_run(_: &str) -> Result<SecretValue, String> {
         panic!("no command expected")
     }
 
@@ -510,7 +508,7 @@ mod tests {
     fn fernet_key_order_empty_env_is_a_hit_and_cmds_run() {
         let cfg = "[core]\nfernet_key = from-file\n[database]\nsql_alchemy_conn_cmd = get-conn\n";
         let e = env(&[("AIRFLOW__CORE__FERNET_KEY", "")]);
-        let run = |c: &str| if c == "get-conn" { Ok("sqlite:////tmp/a.db\n".to_string()) } else { Err("no".into()) };
+        let run = |c: &str| if c == "get-conn" { Ok("sqlite:////tmp/a.db\n".into()) } else { Err("no".into()) };
         let d = Deployment::from_parts(&e, Some(cfg), &run).unwrap();
         let (k, o) = d.metastore.fernet_key.as_ref().unwrap();
         assert_eq!(k.expose_plaintext(), "");

@@ -77,25 +77,18 @@ impl SnapshotKey {
     }
 
     /// The key from config, its command, or the environment; `None` when none is configured.
+    /// `snapshot_key_cmd` runs like `fernet_key_cmd`: no shell, stdin `/dev/null`, its stdout a
+    /// [`crate::secret::SecretValue`] (see [`crate::secret::run_command`]).
     pub fn resolve(cfg: &StateConfig) -> Result<Option<SnapshotKey>, StateError> {
         if let Some(k) = &cfg.snapshot_key {
-            return Self::parse(k).map(Some);
+            return Self::parse(k.expose_plaintext()).map(Some);
         }
         if let Some(cmd) = &cfg.snapshot_key_cmd {
-            let out = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(cmd)
-                .stderr(std::process::Stdio::inherit())
-                .output()
-                .map_err(|e| StateError::Key(format!("snapshot_key_cmd could not run: {e}")))?;
-            if !out.status.success() {
-                return Err(StateError::Key(format!("snapshot_key_cmd failed ({})", out.status)));
-            }
-            let text = Zeroizing::new(String::from_utf8(out.stdout).map_err(|_| StateError::Key("snapshot_key_cmd printed non-UTF-8".into()))?);
-            return Self::parse(&text).map(Some);
+            let text = crate::secret::run_command(cmd).map_err(|why| StateError::Key(format!("snapshot_key_cmd: {why}")))?;
+            return Self::parse(text.expose_plaintext()).map(Some);
         }
-        match std::env::var(SNAPSHOT_KEY_ENV) {
-            Ok(v) if !v.trim().is_empty() => Self::parse(&Zeroizing::new(v)).map(Some),
+        match std::env::var(SNAPSHOT_KEY_ENV).map(crate::secret::SecretValue::from) {
+            Ok(v) if !v.expose_plaintext().trim().is_empty() => Self::parse(v.expose_plaintext()).map(Some),
             _ => Ok(None),
         }
     }

@@ -38,7 +38,12 @@ struct File {
 
 impl DirStore {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        let store = Self { root: root.into() };
+        for kind in Kind::ALL {
+            // Plaintext temp files an interrupted write (kill -9) left behind.
+            super::atomic::remove_stale_in_dir(&store.dir(kind));
+        }
+        store
     }
 
     fn dir(&self, kind: Kind) -> PathBuf {
@@ -190,10 +195,9 @@ impl Store for DirStore {
         let dir = self.dir(entry.id.kind);
         std::fs::create_dir_all(&dir).map_err(|e| self.err("write", e))?;
         // Write a temp file and rename it over: a reader (or a crash) sees the old or the new
-        // item, never half of one.
-        let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(|e| self.err("write", e))?;
-        serde_json::to_writer(&mut tmp, &f).map_err(|e| self.err("write", e))?;
-        tmp.persist(&path).map_err(|e| self.err("write", e.error))?;
+        // item, never half of one (mode and owner of an existing file kept, symlinks refused).
+        let text = zeroize::Zeroizing::new(serde_json::to_string(&f).map_err(|e| self.err("write", e))?);
+        super::atomic::write_atomically(self, &path, &text, None)?;
         Ok(())
     }
 

@@ -17,8 +17,10 @@
 //! per-item `Unparseable` error, never the value. Note: a whitespace-only connection value is truthy
 //! in Python, so Airflow deserializes it; we do the same rather than skip it.
 //!
-//! `.env` files are read with `dotenvy` (quotes, `export`, comments, `$VAR` substitution), because
-//! such files are sourced by docker compose or a shell, not by Airflow. Writes are buffered and land
+//! `.env` files are read with dotenvy's rules (quotes, `export`, comments), because such files are
+//! sourced by docker compose or a shell, not by Airflow; `$VAR` / `${VAR}` resolve only against
+//! names the file defines earlier, and any other substitution is refused by item: the file's
+//! reader has its own environment, and this tool's (its credentials) must never fill it in. Writes are buffered and land
 //! atomically on [`Store::flush`] (temp file + rename, mode 0600); every line we do not manage is
 //! kept byte for byte. A value is written so that `set -a; . ./file` (POSIX sh), dotenvy and docker
 //! compose read it back byte-identical (see [`quote_env_value`]); what cannot be quoted that way is
@@ -28,13 +30,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use super::atomic::{self, FileMode};
 use super::{Capabilities, ConnectionFormat, Placement, Precondition, Store, StoreError};
 use crate::airflow::connection::{self, Reader};
 use crate::model::{
@@ -81,6 +83,9 @@ pub struct EnvConfig {
     /// Off by default: sh and dotenvy read them fine.
     #[serde(default)]
     pub compose_safe: bool,
+    /// The mode of a file the tool creates (`"0640"`); default 0600. An existing file keeps its own.
+    #[serde(default)]
+    pub file_mode: Option<FileMode>,
 }
 
 /// The environment variable Airflow looks up for `id` (spec §3.1): prefix + Python `upper()`.
@@ -205,6 +210,7 @@ pub struct EnvStore {
     source: Source,
     format: EnvConnectionFormat,
     compose_safe: bool,
+    file_mode: Option<FileMode>,
     reader: Reader,
     pending: Mutex<BTreeMap<String, Pending>>,
 }
@@ -227,7 +233,9 @@ impl EnvStore {
                 });
             }
         };
-        Ok(Self::build(source, cfg.connection_format, cfg.compose_safe))
+        let mut store = Self::build(source, cfg.connection_format, cfg.compose_safe);
+        store.file_mode = cfg.file_mode;
+        Ok(store)
     }
 
     /// This process's environment, read-only.
@@ -254,7 +262,18 @@ impl EnvStore {
     }
 
     fn build(source: Source, format: EnvConnectionFormat, compose_safe: bool) -> Self {
-        Self { source, format, compose_safe, reader: Reader::default(), pending: Mutex::new(BTreeMap::new()) }
+        if let Source::File(path) = &source {
+            // Plaintext an interrupted write (kill -9) left beside the file.
+            atomic::remove_stale(path, false);
+        }
+        Self {
+            source,
+            format,
+            compose_safe,
+            file_mode: None,
+            reader: Reader::default(),
+            pending: Mutex::new(BTreeMap::new()),
+        }
     }
 
     fn path(&self) -> Option<&Path> {
@@ -380,44 +399,11 @@ pub(crate) fn read_text(store: &dyn fmt::Display, path: &Path) -> Result<Option<
     }
 }
 
-/// Replace `path` atomically with `text`: a temp file in the same directory (mode 0600), fsync,
-/// rename. A reader sees the old file or the new one, never half of one.
-pub(crate) fn write_atomically(store: &dyn fmt::Display, path: &Path, text: &str) -> Result<(), StoreError> {
-    let fail = |op: &'static str, e: std::io::Error| StoreError::Backend {
-        store: store.to_string(),
-        op,
-        reason: format!("{}: {}", path.display(), e.kind()),
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
-        .tempfile_in(&dir)
-        .map_err(|e| fail("create temp file", e))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| fail("chmod temp file", e))?;
-    }
-    tmp.write_all(text.as_bytes()).map_err(|e| fail("write temp file", e))?;
-    tmp.as_file().sync_all().map_err(|e| fail("fsync temp file", e))?;
-    tmp.persist(path).map_err(|e| fail("rename temp file", e.error))?;
-    if let Ok(d) = std::fs::File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-
 // ---- .env files as dotenvy reads them ----------------------------------------------------------
 
 /// One logical statement of a `.env` file, split exactly as dotenvy's line joiner does.
-struct Statement<'a> {
-    text: &'a str,
+pub(crate) struct Statement<'a> {
+    pub(crate) text: &'a str,
     /// 1-based line where it starts.
     line: usize,
     /// Whether dotenvy yields an item (a pair or an error) for it: not blank, not a comment.
@@ -476,7 +462,7 @@ fn join_state(mut state: JoinState, line: &str) -> JoinState {
     state
 }
 
-fn split_statements(text: &str) -> Vec<Statement<'_>> {
+pub(crate) fn split_statements(text: &str) -> Vec<Statement<'_>> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut start_line = 1;
@@ -530,38 +516,43 @@ fn statement_key(body: &str) -> Option<String> {
     rest.starts_with('=').then(|| k.to_string())
 }
 
-/// Every pair in a `.env` file as dotenvy reads it (last one wins, as in sh and compose). A line
-/// dotenvy cannot parse is a per-item error when it names one of our variables, otherwise ignored
-/// (it is not ours); the error gives the line number, never the text.
+/// Every pair in a `.env` file as dotenvy reads it (last one wins, as in sh and compose), except
+/// that `$VAR` / `${VAR}` resolve only against the file itself, never against this process's
+/// environment ([`super::dotenv_read`]). A line that cannot be read is a per-item error when it
+/// names one of our variables, otherwise ignored (it is not ours); the error gives the line
+/// number, never the text.
 fn dotenv_values(
     store: &dyn fmt::Display,
     text: &str,
 ) -> Result<HashMap<String, Result<SecretValue, ItemError>>, StoreError> {
+    use super::dotenv_read::{Defined, LineError, parse_statement};
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let statements: Vec<Statement<'_>> = split_statements(text).into_iter().filter(|s| s.is_item).collect();
-    let results: Vec<_> = dotenvy::from_read_iter(text.as_bytes()).collect();
-    if statements.len() != results.len() {
-        return Err(StoreError::Schema {
-            store: store.to_string(),
-            message: "cannot align the file's statements with dotenvy's reading".into(),
-        });
-    }
+    let mut defined = Defined::new();
     let mut out = HashMap::new();
-    for (st, res) in statements.into_iter().zip(results) {
-        match res {
-            Ok((k, v)) => {
+    for st in split_statements(text).into_iter().filter(|s| s.is_item) {
+        match parse_statement(st.text, &mut defined) {
+            Ok(Some((k, v))) => {
                 out.insert(k, Ok(SecretValue::from(v)));
             }
-            Err(_) => {
+            Ok(None) => {}
+            Err(e) => {
+                let why = match e {
+                    LineError::Syntax => "is not valid .env syntax",
+                    LineError::Substitution => {
+                        "substitutes a variable ($NAME or ${NAME}) the file does not define; it is never taken \
+                         from this tool's environment (single-quote the value or escape the $)"
+                    }
+                };
                 if let Some(k) = st.key.filter(|k| id_from_env_name(k).is_some()) {
-                    let detail = format!("line {} is not valid .env syntax", st.line);
+                    let detail = format!("line {} {why}", st.line);
                     out.insert(k, Err(ItemError::new(ItemErrorKind::Unparseable, detail)));
                 } else {
-                    tracing::warn!(store = %store, line = st.line, "skipping a .env line dotenvy cannot parse");
+                    tracing::warn!(store = %store, line = st.line, "skipping a .env line: it {why}");
                 }
             }
         }
     }
+    defined.values_mut().flatten().for_each(zeroize::Zeroize::zeroize);
     Ok(out)
 }
 
@@ -778,7 +769,8 @@ impl Store for EnvStore {
                 ));
             }
         }
-        write_atomically(self, path, &new_text)?;
+        atomic::remove_stale(path, true);
+        atomic::write_atomically(self, path, &new_text, self.file_mode)?;
         pending.clear();
         Ok(())
     }

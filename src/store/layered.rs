@@ -6,7 +6,9 @@
 //!
 //! - [`AbortAfter`]: fault injection. `AIRFLOW_SECRETS_SYNC_FAULT_ABORT_AFTER=N` makes the process
 //!   `abort()` right after the N-th successful write reaches the target and before the journal
-//!   records it: the worst moment to die, which the resume/rollback tests aim at.
+//!   records it: the worst moment to die, which the resume/rollback tests aim at. Honoured only in
+//!   builds with the `fault-injection` cargo feature (`cargo test --all-features`); any other build
+//!   ignores the variable with a warning.
 //! - [`Throttling`]: answers the first write of every `every`-th item with `Throttled` (a
 //!   Retry-After hint), so the engine's retry and shared slow-down are exercised without a real
 //!   backend's rate limiter. Which items are throttled depends on arrival order, but each is
@@ -151,10 +153,22 @@ impl<H: Hook> Store for Layer<H> {
     }
 }
 
-/// Wrap `target` in the layers the environment asks for (fault injection in tests).
+/// Whether this build honours [`FAULT_ABORT_AFTER_ENV`] (the `fault-injection` feature).
+pub const FAULT_INJECTION: bool = cfg!(feature = "fault-injection");
+
+/// Wrap `target` in the layers the environment asks for (fault injection in test builds).
 pub fn from_env(target: DynStore) -> DynStore {
-    match std::env::var(FAULT_ABORT_AFTER_ENV).ok().and_then(|v| v.trim().parse::<u64>().ok()) {
-        Some(n) => std::sync::Arc::new(Layer::new(target, AbortAfter::new(n))),
+    with_fault_injection(target, std::env::var(FAULT_ABORT_AFTER_ENV).ok().as_deref(), FAULT_INJECTION)
+}
+
+/// [`from_env`] over an explicit value of the variable and whether the build honours it.
+pub fn with_fault_injection(target: DynStore, abort_after: Option<&str>, enabled: bool) -> DynStore {
+    match abort_after.and_then(|v| v.trim().parse::<u64>().ok()) {
+        Some(n) if enabled => std::sync::Arc::new(Layer::new(target, AbortAfter::new(n))),
+        Some(_) => {
+            tracing::warn!("{FAULT_ABORT_AFTER_ENV} is set but ignored: this build has no fault injection");
+            target
+        }
         None => target,
     }
 }
@@ -309,5 +323,18 @@ mod tests {
         // The throttled write never reached the inner layer; the outer one saw it refused.
         assert_eq!(ops, [("write", false), ("write", true), ("write", true), ("read", true), ("read", true)]);
         assert!(calls.iter().all(|(store, _, _)| store == "memory:mem"), "{calls:?}");
+    }
+
+    #[tokio::test]
+    async fn the_abort_variable_is_honoured_only_where_fault_injection_is_built_in() {
+        let store: DynStore = Arc::new(MemoryStore::new("mem"));
+        let ignored = with_fault_injection(store.clone(), Some("1"), false);
+        assert!(Arc::ptr_eq(&ignored, &store), "without the feature the variable changes nothing");
+        // Writing through it does not abort the test process.
+        ignored.write(&Entry::variable("a", "1"), &Precondition::Absent).await.unwrap();
+        assert!(!Arc::ptr_eq(&with_fault_injection(store.clone(), Some("1"), true), &store), "with it, the layer is added");
+        assert!(Arc::ptr_eq(&with_fault_injection(store.clone(), None, true), &store));
+        assert!(Arc::ptr_eq(&with_fault_injection(store.clone(), Some("not a number"), true), &store));
+        assert_eq!(FAULT_INJECTION, cfg!(feature = "fault-injection"));
     }
 }

@@ -9,7 +9,7 @@
 //! and never its raw token copied as a value (spec §10.1). Writing rows is not implemented yet:
 //! the store is read-only.
 //!
-//! Tested against the real Airflow-made SQLite files in `shared/testdata/metastore/` and the same
+//! Tested against the real Airflow-made SQLite files in `tests/data/metastore/` and the same
 //! rows in real PostgreSQL and MariaDB (`tests/metastore.rs`).
 
 use std::collections::BTreeMap;

@@ -14,8 +14,11 @@ use async_trait::async_trait;
 use crate::airflow::connection::Reader;
 use crate::model::{Entry, Inventory, ItemError, ItemErrorKind, ItemId, Kind, Value};
 
+pub mod atomic;
 pub mod env;
+mod dotenv_read;
 pub mod local_files;
+mod yaml11;
 pub mod memory;
 pub mod metastore;
 pub mod registry;

@@ -47,6 +47,7 @@ pub use value::{decode_connection, decode_variable, encode_connection, encode_va
 use super::{Capabilities, ConnectionFormat, Placement, Precondition, Store, StoreError};
 use crate::airflow::connection::Reader;
 use crate::model::{Entry, Inventory, ItemError, ItemErrorKind, ItemId, Kind, Meta, Ownership, Value, Variable};
+use crate::secret::SecretValue;
 
 /// Attempts per request for retryable failures (429, 5xx, dropped connections).
 const MAX_ATTEMPTS: u32 = 5;
@@ -263,17 +264,9 @@ impl VaultStore {
         };
         let auth = match &self.config.auth {
             VaultAuth::Token { token, token_path } => {
-                let token = match (token, token_path) {
-                    (Some(t), _) if !t.is_empty() => t.expose_plaintext().to_string(),
-                    (_, Some(p)) => std::fs::read_to_string(p)
-                        .map_err(|e| self.config_error(format!("cannot read token_path {}: {}", p.display(), e.kind())))?
-                        .trim()
-                        .to_string(),
-                    _ => std::env::var("VAULT_TOKEN").ok().filter(|t| !t.is_empty()).ok_or_else(|| {
-                        self.config_error("no Vault token: set auth.token, auth.token_path or VAULT_TOKEN".into())
-                    })?,
-                };
-                let client = build_client(&self.settings, &token).map_err(|m| self.config_error(m))?;
+                let token = resolve_token(token.as_ref(), token_path.as_deref(), &|k| std::env::var(k).ok())
+                    .map_err(|m| self.config_error(m))?;
+                let client = build_client(&self.settings, token.expose_plaintext()).map_err(|m| self.config_error(m))?;
                 // The TTL decides when to renew; a token that may not look itself up is used as is.
                 let refresh_at = match vaultrs::token::lookup_self(&client).await {
                     Ok(info) if info.renewable == Some(true) && info.ttl > 0 => Some(refresh_deadline(info.ttl)),
@@ -292,14 +285,14 @@ impl VaultStore {
                     .map_err(|e| login_err(format!("approle at auth/{auth_mount_point}/login"), e))?
             }
             VaultAuth::Kubernetes { kubernetes_role, kubernetes_jwt_path, auth_mount_point } => {
-                let jwt = std::fs::read_to_string(kubernetes_jwt_path).map_err(|e| {
+                let jwt = std::fs::read_to_string(kubernetes_jwt_path).map(SecretValue::from).map_err(|e| {
                     self.config_error(format!(
                         "cannot read kubernetes_jwt_path {}: {}",
                         kubernetes_jwt_path.display(),
                         e.kind()
                     ))
                 })?;
-                vaultrs::auth::kubernetes::login(&anon, auth_mount_point, kubernetes_role, jwt.trim())
+                vaultrs::auth::kubernetes::login(&anon, auth_mount_point, kubernetes_role, jwt.expose_plaintext().trim())
                     .await
                     .map_err(|e| login_err(format!("kubernetes at auth/{auth_mount_point}/login"), e))?
             }
@@ -1026,6 +1019,29 @@ fn client_settings(config: &VaultConfig, address: &str) -> Result<VaultClientSet
     b.build().map_err(|e| format!("invalid Vault client settings: {e}"))
 }
 
+/// The token of `auth.type = "token"`, in Airflow's order: `token`, else the file `token_path`
+/// (trimmed), else env `VAULT_TOKEN`. Held as a [`SecretValue`] from the moment it is read (the
+/// vaultrs client keeps its own copy for the requests it sends).
+fn resolve_token(
+    token: Option<&SecretValue>,
+    token_path: Option<&std::path::Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<SecretValue, String> {
+    match (token, token_path) {
+        (Some(t), _) if !t.is_empty() => Ok(t.clone()),
+        (_, Some(p)) => {
+            let text = std::fs::read_to_string(p)
+                .map(SecretValue::from)
+                .map_err(|e| format!("cannot read token_path {}: {}", p.display(), e.kind()))?;
+            Ok(SecretValue::from(text.expose_plaintext().trim()))
+        }
+        _ => env("VAULT_TOKEN")
+            .map(SecretValue::from)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| "no Vault token: set auth.token, auth.token_path or VAULT_TOKEN".into()),
+    }
+}
+
 fn build_client(settings: &VaultClientSettings, token: &str) -> Result<VaultClient, String> {
     let mut s = settings.clone();
     s.token = token.to_string();
@@ -1064,11 +1080,37 @@ fn check_address(url: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    /// Each source of a token (config, `token_path`, `VAULT_TOKEN`) yields a `SecretValue`: its
+    /// `Debug` never shows the token, and errors never do.
+    #[test]
+    fn the_token_is_held_as_a_secret_value_from_every_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "  hvs.canary-file-8a1\n").unwrap();
+        let configured = SecretValue::from("hvs.canary-cfg-8a2");
+        let env = |k: &str| (k == "VAULT_TOKEN").then(|| "hvs.canary-env-8a3".to_string());
+        let none = |_: &str| None;
+        let cases: [(SecretValue, &str); 3] = [
+            (resolve_token(Some(&configured), Some(&path), &env).unwrap(), "hvs.canary-cfg-8a2"),
+            (resolve_token(None, Some(&path), &env).unwrap(), "hvs.canary-file-8a1"),
+            (resolve_token(Some(&SecretValue::from("")), None, &env).unwrap(), "hvs.canary-env-8a3"),
+        ];
+        for (token, want) in cases {
+            assert_eq!(token.expose_plaintext(), want);
+            let shown = format!("{token:?} {token:#?}");
+            assert!(!shown.contains("canary"), "{shown}");
+        }
+        let err = resolve_token(None, None, &none).unwrap_err();
+        assert!(err.contains("no Vault token"), "{err}");
+        let err = resolve_token(None, Some(&dir.path().join("missing")), &env).unwrap_err();
+        assert!(err.contains("cannot read token_path") && !err.contains("canary"), "{err}");
+    }
+
     /// Every Vault vector in `backend_names.json`: the request line we would send (or that Airflow
     /// sends none) for each config, id and kind, from the config Airflow's kwargs map to.
     #[test]
     fn request_paths_match_backend_names_vectors() {
-        let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/testdata/backend_names.json");
+        let file = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/backend_names.json");
         let doc: Json = serde_json::from_str(&std::fs::read_to_string(file).expect("backend_names.json")).unwrap();
         let mut checked = 0;
         for entry in doc["names"].as_array().unwrap().iter().filter(|n| n["backend"] == "VaultBackend") {

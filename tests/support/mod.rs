@@ -1,5 +1,5 @@
 //! Shared helpers for integration tests: throwaway databases on the local test servers, and the
-//! location of the shared golden vectors.
+//! location of the golden vectors (`tests/data`).
 //!
 //! The servers are started by `scripts/test` (PostgreSQL on 127.0.0.1:5432, user `postgres`, trust
 //! auth; MariaDB on 127.0.0.1:3306, user `root`, no password). `ASS_TEST_PG_URL` and
@@ -15,9 +15,9 @@ use sqlx::{AssertSqlSafe, Connection};
 pub const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 pub const DEFAULT_MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/mysql";
 
-/// `shared/testdata` (golden vectors from real Airflow).
+/// `tests/data`: golden vectors recorded from real Airflow (provenance in `tests/data/PROVENANCE.md`).
 pub fn testdata_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/testdata"))
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data"))
 }
 
 /// A random lowercase suffix for names that must not clash across concurrent tests.
