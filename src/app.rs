@@ -197,6 +197,8 @@ fn effective(cfg: &Config, args: &MigrateArgs) -> (crate::config::SelectConfig, 
 struct Saved {
     policy: Option<crate::planfile::SavedPolicy>,
     file: Option<crate::planfile::PlanFile>,
+    /// Plan-header lines about the two stores (where a metastore side takes its Fernet key from).
+    notes: Vec<String>,
 }
 
 /// What one run did, for callers that report it (the daemon's logs and metrics). Holds no values:
@@ -282,7 +284,8 @@ async fn migrate_from(
 ) -> anyhow::Result<Exit> {
     let (mut policy, opts) = policy(cfg, args)?;
     let (select_cfg, apply_cfg) = effective(cfg, args);
-    let mut saved = Saved { policy: Some(crate::planfile::SavedPolicy::new(&select_cfg, &apply_cfg)), file: None };
+    let mut saved =
+        Saved { policy: Some(crate::planfile::SavedPolicy::new(&select_cfg, &apply_cfg)), file: None, notes: Vec::new() };
     let needs_key = (args.apply && !args.no_snapshot) || args.out.is_some() || args.plan_file.is_some();
     let safety = if needs_key {
         match Safety::open_with(&cfg.state, stats.state.clone()).await? {
@@ -322,7 +325,11 @@ async fn migrate_from(
         saved.file = Some(pf);
     }
     let source = match source {
-        SourceOf::Spec(spec) => registry::open(spec).await.context("opening the source")?,
+        SourceOf::Spec(spec) => {
+            let source_cfg = registry::parse(spec).context("opening the source")?;
+            saved.notes.extend(source_cfg.key_note("source"));
+            registry::open_config(source_cfg).await.context("opening the source")?
+        }
         SourceOf::Open(store) => store,
     };
     let source = stats.layer(source);
@@ -333,6 +340,8 @@ async fn migrate_from(
         target_cfg.set_adopt(true);
     }
     policy.adopt |= target_cfg.adopt();
+    target_cfg.mark_target();
+    saved.notes.extend(target_cfg.key_note("target"));
     policy.fidelity = registry::fidelity(target).context("opening the target")?;
     if policy.fidelity.auto_readers
         && let Some(version) = source.airflow_version()
@@ -440,7 +449,7 @@ async fn run_pipeline(
     if args.json {
         render::write_json(&plan, out)?;
     } else {
-        render::write_table(&plan, args.show_unchanged, out)?;
+        render::write_table_noted(&plan, &saved.notes, args.show_unchanged, out)?;
     }
 
     if let (Some(path), Some(s), Some(sp)) = (&args.out, safety, &saved.policy) {
@@ -516,12 +525,37 @@ async fn run_pipeline(
     for id in &report.verify_mismatches {
         writeln!(out, "  read-back differs: {id}")?;
     }
+    for id in &report.unverified {
+        writeln!(out, "  unverified (written, not read back): {id}")?;
+    }
+    if !report.not_attempted.is_empty() {
+        writeln!(out, "  not attempted: {} item(s); a re-run writes them", report.not_attempted.len())?;
+    }
+    if let Some(why) = &report.interrupted {
+        return Err(AppError::Items {
+            message: format!(
+                "unavailable: safe to re-run{}: the target stopped answering ({why}); {} written ({} unverified), {} failed, {} not attempted",
+                run.as_ref().map_or_else(String::new, |r| format!(" (the next apply resumes run {})", r.run_id)),
+                report.written(),
+                report.unverified.len(),
+                report.failures.len(),
+                report.not_attempted.len()
+            ),
+            exit: report.exit(),
+        }
+        .into());
+    }
     match report.exit() {
         Exit::Ok => Ok(item_errors.unwrap_or(Exit::Ok)),
         Exit::VerifyFailed => Err(AppError::Verify(format!(
             "{} item(s) read back differently from what was written",
             report.verify_mismatches.len()
         ))
+        .into()),
+        Exit::Throttled if report.failures.is_empty() => Err(AppError::Items {
+            message: format!("unavailable: safe to re-run: {} written item(s) could not be read back (unverified)", report.unverified.len()),
+            exit: Exit::Throttled,
+        }
         .into()),
         exit => Err(AppError::Items {
             message: format!(
@@ -559,6 +593,7 @@ pub async fn rollback(cfg: &Config, args: &crate::cli::RollbackArgs, out: &mut (
     let run = safety.db.run(&args.run).await?;
     let mut target_cfg = registry::parse(&cfg.target).context("opening the target")?;
     target_cfg.set_adopt(true);
+    target_cfg.mark_target();
     let plan_reader = registry::fidelity(&cfg.target).context("opening the target")?.readers.primary();
     let target = registry::open_config_with_reader(target_cfg, plan_reader).await.context("opening the target")?;
     let target = crate::store::layered::from_env(target);

@@ -6,7 +6,7 @@
 //! every written item is read back and compared as Airflow would read it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -29,6 +29,9 @@ pub struct ApplyOptions {
     /// Writes per second: `None` paces to the target's published quota
     /// ([`crate::store::Capabilities::write_rate`]), `Some(0.0)` does not pace.
     pub max_writes_per_second: Option<f64>,
+    /// After this many consecutive writes that found the backend unreachable or unavailable (after
+    /// their retries), the apply stops writing (a circuit breaker): the rest is left for a re-run.
+    pub max_consecutive_unavailable: usize,
 }
 
 impl Default for ApplyOptions {
@@ -40,6 +43,7 @@ impl Default for ApplyOptions {
             max_backoff: Duration::from_secs(30),
             verify: true,
             max_writes_per_second: None,
+            max_consecutive_unavailable: 3,
         }
     }
 }
@@ -96,7 +100,15 @@ pub struct ApplyReport {
     pub deleted: usize,
     pub failures: Vec<ItemFailure>,
     pub verified: usize,
+    /// Read back and found different from what was written.
     pub verify_mismatches: Vec<ItemId>,
+    /// Written, but not read back (the read-back failed, or the backend went away): unknown, not
+    /// different. A re-run re-plans them from the target.
+    pub unverified: Vec<ItemId>,
+    /// Planned writes never sent because the circuit breaker had opened.
+    pub not_attempted: Vec<ItemId>,
+    /// Why the apply stopped writing early (the backend became unreachable), if it did.
+    pub interrupted: Option<String>,
 }
 
 impl ApplyReport {
@@ -104,10 +116,16 @@ impl ApplyReport {
         self.created + self.updated + self.deleted
     }
 
-    /// The exit class: partial apply, throttled (resumable), or the single failure class.
+    /// The exit class: partial apply, throttled or unavailable (resumable), or the single failure
+    /// class.
     pub fn exit(&self) -> Exit {
-        if !self.failures.is_empty() {
+        let connectivity = |f: &ItemFailure| f.retryable || f.exit == Exit::Unreachable;
+        if !self.failures.is_empty() || !self.not_attempted.is_empty() {
             if self.failures.iter().all(|f| f.retryable) {
+                return Exit::Throttled;
+            }
+            // The backend went away mid-run: nothing is wrong with the items; re-run to resume.
+            if self.interrupted.is_some() && self.written() > 0 && self.failures.iter().all(connectivity) {
                 return Exit::Throttled;
             }
             if self.written() > 0 {
@@ -117,6 +135,10 @@ impl ApplyReport {
         }
         if !self.verify_mismatches.is_empty() {
             return Exit::VerifyFailed;
+        }
+        if !self.unverified.is_empty() {
+            // Not read back because the backend could not answer: a re-run re-reads and re-plans.
+            return Exit::Throttled;
         }
         Exit::Ok
     }
@@ -242,9 +264,55 @@ impl Pace {
     }
 }
 
-async fn write_one(target: &dyn Store, change: &Change, opts: &ApplyOptions, pacer: &Pace) -> Result<(), StoreError> {
+/// Stops an apply that keeps meeting a dead backend: `limit` consecutive outcomes that found it
+/// unreachable or unavailable open the breaker, after which no further write is sent. Any success
+/// closes the count again.
+#[derive(Debug)]
+struct Breaker {
+    consecutive: AtomicUsize,
+    open: AtomicBool,
+    limit: usize,
+    reason: std::sync::Mutex<Option<String>>,
+}
+
+impl Breaker {
+    fn new(limit: usize) -> Self {
+        Self { consecutive: AtomicUsize::new(0), open: AtomicBool::new(false), limit: limit.max(1), reason: Default::default() }
+    }
+
+    fn is_open(&self) -> bool {
+        self.open.load(Ordering::SeqCst)
+    }
+
+    fn record(&self, r: &Result<(), StoreError>) {
+        match r {
+            Ok(()) => self.consecutive.store(0, Ordering::SeqCst),
+            Err(e @ (StoreError::Unreachable { .. } | StoreError::Unavailable { .. })) => {
+                if self.consecutive.fetch_add(1, Ordering::SeqCst) + 1 >= self.limit && !self.open.swap(true, Ordering::SeqCst) {
+                    warn!(error = %e, after = self.limit, "the target keeps failing to answer; no further writes are sent");
+                    *self.reason.lock().expect("breaker") = Some(e.to_string());
+                }
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// A write the breaker kept from being sent.
+struct NotAttempted;
+
+async fn write_one(
+    target: &dyn Store,
+    change: &Change,
+    opts: &ApplyOptions,
+    pacer: &Pace,
+    breaker: &Breaker,
+) -> Result<Result<(), StoreError>, NotAttempted> {
     let mut attempt = 0;
     loop {
+        if breaker.is_open() {
+            return Err(NotAttempted);
+        }
         pacer.wait().await;
         let result = match change.action {
             Action::Delete => target.delete(&change.id).await,
@@ -252,7 +320,7 @@ async fn write_one(target: &dyn Store, change: &Change, opts: &ApplyOptions, pac
                 let entry = change.desired.as_ref().expect("create/update carries its entry");
                 target.write(entry, &change.precondition).await
             }
-            _ => return Ok(()),
+            _ => return Ok(Ok(())),
         };
         match result {
             Err(e) if e.is_retryable() && attempt + 1 < opts.max_attempts => {
@@ -266,7 +334,8 @@ async fn write_one(target: &dyn Store, change: &Change, opts: &ApplyOptions, pac
                 if other.is_ok() {
                     pacer.succeeded();
                 }
-                return other;
+                breaker.record(&other);
+                return Ok(other);
             }
         }
     }
@@ -296,6 +365,7 @@ pub async fn execute(plan: &Plan, target: Arc<dyn Store>, opts: &ApplyOptions, j
         None => Pace::Adaptive(Pacer::new(opts.max_backoff)),
     };
     let pacer = &pacer;
+    let breaker = &Breaker::new(opts.max_consecutive_unavailable);
 
     let writes = &writes;
     // By index, not by `&Change`: a closure over references is higher-ranked, and rustc then
@@ -306,20 +376,32 @@ pub async fn execute(plan: &Plan, target: Arc<dyn Store>, opts: &ApplyOptions, j
     if buffered && let Err(e) = journal.before_all(writes).await {
         return all_failed(plan, &e);
     }
-    let results: Vec<(&Change, Result<(), StoreError>)> = futures::stream::iter(0..writes.len())
+    // `None`: not attempted (the breaker had opened); its journal entry stays "planned".
+    let results: Vec<(&Change, Option<Result<(), StoreError>>)> = futures::stream::iter(0..writes.len())
         .map(|i| {
             let change: &Change = writes[i];
             let target = target.clone();
             let journal = journal.clone();
             async move {
+                if breaker.is_open() {
+                    return (change, None);
+                }
                 if !buffered && let Err(e) = journal.before(change).await {
-                    return (change, Err(e));
+                    return (change, Some(Err(e)));
                 }
-                let r = write_one(target.as_ref(), change, opts, pacer).await;
+                let r = match write_one(target.as_ref(), change, opts, pacer, breaker).await {
+                    Ok(r) => r,
+                    // Journaled as attempted and failed: it may not be left for a rollback to skip.
+                    Err(NotAttempted) => Err(StoreError::Unavailable {
+                        store: target.to_string(),
+                        op: "write",
+                        reason: "not sent: the target stopped answering".into(),
+                    }),
+                };
                 if !buffered && let Err(e) = journal.after(change, r.is_ok()).await {
-                    return (change, Err(e));
+                    return (change, Some(Err(e)));
                 }
-                (change, r)
+                (change, Some(r))
             }
         })
         .buffer_unordered(concurrency)
@@ -328,6 +410,10 @@ pub async fn execute(plan: &Plan, target: Arc<dyn Store>, opts: &ApplyOptions, j
 
     let mut report = ApplyReport::default();
     for (change, r) in &results {
+        let Some(r) = r else {
+            report.not_attempted.push(change.id.clone());
+            continue;
+        };
         match r {
             Ok(()) => match change.action {
                 Action::Create => report.created += 1,
@@ -337,18 +423,23 @@ pub async fn execute(plan: &Plan, target: Arc<dyn Store>, opts: &ApplyOptions, j
             },
             Err(e) => {
                 warn!(id = %change.id, error = %e, "write failed");
+                // One line naming the item: store-level errors (a lost connection) do not.
+                let message = match e {
+                    StoreError::Item { .. } | StoreError::Conflict { .. } => e.to_string(),
+                    _ => format!("{}: {e}", change.id),
+                };
                 report.failures.push(ItemFailure {
                     id: change.id.clone(),
                     exit: Exit::for_store(e),
                     retryable: e.is_retryable(),
-                    message: e.to_string(),
+                    message,
                 });
             }
         }
     }
     let flushed = target.flush().await;
     if buffered {
-        for (change, r) in &results {
+        for (change, r) in results.iter().filter_map(|(c, r)| r.as_ref().map(|r| (c, r))) {
             let ok = r.is_ok() && flushed.is_ok();
             if let Err(e) = journal.after(change, ok).await {
                 warn!(id = %change.id, error = %e, "journal: outcome not recorded");
@@ -362,7 +453,8 @@ pub async fn execute(plan: &Plan, target: Arc<dyn Store>, opts: &ApplyOptions, j
         // A buffering store (files, a metastore transaction) made nothing durable: every write
         // of this run failed with the flush's error.
         warn!(target = %target, error = %e, "flush failed; nothing was written");
-        let done: std::collections::BTreeSet<ItemId> = report.failures.iter().map(|f| f.id.clone()).collect();
+        let done: std::collections::BTreeSet<ItemId> =
+            report.failures.iter().map(|f| f.id.clone()).chain(report.not_attempted.iter().cloned()).collect();
         for change in plan.writes().filter(|c| !done.contains(&c.id)) {
             report.failures.push(ItemFailure {
                 id: change.id.clone(),
@@ -377,34 +469,51 @@ pub async fn execute(plan: &Plan, target: Arc<dyn Store>, opts: &ApplyOptions, j
         report.failures.sort_by(|a, b| a.id.cmp(&b.id));
         return report;
     }
+    report.interrupted = breaker.reason.lock().expect("breaker").take();
     if opts.verify {
         verify(plan, target.as_ref(), &mut report).await;
     }
     report.failures.sort_by(|a, b| a.id.cmp(&b.id));
+    report.not_attempted.sort();
     report
 }
 
-/// Read back every item written and compare it the way Airflow would read it.
+/// Read back every item written and compare it the way Airflow would read it. An item that could
+/// not be read back is *unverified* (unknown), never "differs": after the breaker opened nothing is
+/// read, and a few failed read-back chunks in a row stop the reading too.
 async fn verify(plan: &Plan, target: &dyn Store, report: &mut ApplyReport) {
     let caps = target.capabilities();
-    let failed: std::collections::BTreeSet<&ItemId> = report.failures.iter().map(|f| &f.id).collect();
-    let done: Vec<&Change> = plan.writes().filter(|c| !failed.contains(&c.id)).collect();
+    let skipped: std::collections::BTreeSet<&ItemId> =
+        report.failures.iter().map(|f| &f.id).chain(report.not_attempted.iter()).collect();
+    let done: Vec<&Change> = plan.writes().filter(|c| !skipped.contains(&c.id)).collect();
     let ids: Vec<ItemId> = done.iter().map(|c| c.id.clone()).collect();
+    if report.interrupted.is_some() {
+        warn!(items = ids.len(), "the target went away: what was written is not read back (unverified)");
+        report.unverified = ids;
+        return;
+    }
     let batch = caps.read_batch.max(1) * 50;
     let mut back = crate::model::Inventory::new();
-    // Items whose read-back failed are unverified (reported as mismatches); the other chunks are
-    // still read and compared.
     let mut unread: std::collections::BTreeSet<&ItemId> = std::collections::BTreeSet::new();
+    let mut failed_in_a_row = 0;
     for chunk in ids.chunks(batch) {
+        if failed_in_a_row >= 3 {
+            unread.extend(chunk.iter());
+            continue;
+        }
         match target.read_back(chunk).await {
-            Ok(inv) => back.extend(inv),
+            Ok(inv) => {
+                failed_in_a_row = 0;
+                back.extend(inv);
+            }
             Err(e) => {
-                warn!(error = %e, items = chunk.len(), "read-back failed");
-                report.verify_mismatches.extend(chunk.iter().cloned());
+                warn!(error = %e, items = chunk.len(), "read-back failed; these items are unverified");
+                failed_in_a_row += 1;
                 unread.extend(chunk.iter());
             }
         }
     }
+    report.unverified.extend(unread.iter().map(|id| (*id).clone()));
     for change in done.into_iter().filter(|c| !unread.contains(&c.id)) {
         let ok = match change.action {
             Action::Delete => back.get(&change.id).is_none(),
@@ -528,8 +637,49 @@ mod tests {
         let plan = crate::plan::diff(&MemoryStore::new("s"), &src, target.as_ref(), &Inventory::new(), &policy);
         let report = execute(&plan, target, &ApplyOptions::default(), Arc::new(NoJournal)).await;
         assert_eq!(report.created, 120);
-        assert_eq!(report.verify_mismatches.len(), 50, "the chunk whose read-back failed is unverified");
+        assert_eq!(report.unverified.len(), 50, "the chunk whose read-back failed is unverified");
+        assert!(report.verify_mismatches.is_empty(), "an unread item is unverified, not different");
         assert_eq!(report.verified, 70, "the other two chunks were read back and compared");
-        assert_eq!(report.exit(), Exit::VerifyFailed);
+        assert_eq!(report.exit(), Exit::Throttled, "unverified: safe to re-run");
+    }
+
+    /// Accepts `n` writes, then the backend is gone: every call is refused as unreachable.
+    struct DiesAfter(usize, std::sync::atomic::AtomicUsize);
+
+    impl crate::store::layered::Hook for DiesAfter {
+        fn before(&self, store: &dyn std::fmt::Display, call: crate::store::layered::Call<'_>) -> Result<(), StoreError> {
+            let dead = match call {
+                crate::store::layered::Call::Write(_) => self.1.fetch_add(1, Ordering::SeqCst) >= self.0,
+                crate::store::layered::Call::Flush => false,
+                _ => self.1.load(Ordering::SeqCst) >= self.0,
+            };
+            if dead {
+                return Err(StoreError::Unreachable { store: store.to_string(), reason: "connection refused".into() });
+            }
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_backend_that_dies_mid_apply_opens_the_breaker() {
+        use crate::model::{Entry, Inventory};
+        use crate::store::layered::Layer;
+        use crate::store::memory::MemoryStore;
+        let caps = crate::store::Capabilities { write_concurrency: 4, ..MemoryStore::new("t").capabilities() };
+        let src: Inventory = (0..500).map(|i| Entry::variable(format!("v{i:03}"), format!("x{i}"))).collect();
+        let inner: Arc<dyn Store> = Arc::new(MemoryStore::with_capabilities("t", caps));
+        let target = Arc::new(Layer::new(inner, DiesAfter(100, Default::default())));
+        let policy = crate::plan::Policy::new(crate::plan::Selection::all(), &crate::config::ApplyConfig::default());
+        let plan = crate::plan::diff(&MemoryStore::new("s"), &src, target.as_ref(), &Inventory::new(), &policy);
+        let report = execute(&plan, target.clone(), &ApplyOptions::default(), Arc::new(NoJournal)).await;
+        assert_eq!(report.created, 100);
+        assert!(report.interrupted.is_some());
+        // The breaker opens after 3 consecutive failures; at most the writes already in flight follow.
+        assert!(report.failures.len() <= 3 + 4, "{} writes were sent to a dead backend", report.failures.len());
+        assert_eq!(report.failures.len() + report.not_attempted.len(), 400);
+        assert_eq!(report.unverified.len(), 100, "written but never read back: unverified");
+        assert!(report.verify_mismatches.is_empty(), "nothing was read back, so nothing differs");
+        assert_eq!(report.exit(), Exit::Throttled, "unavailable: safe to re-run");
+        assert!(target.hook().1.load(Ordering::SeqCst) <= 100 + 3 + 4);
     }
 }

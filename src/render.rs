@@ -51,6 +51,17 @@ pub fn table(plan: &Plan, show_unchanged: bool) -> String {
 
 /// [`table`], written to `out` as it is produced.
 pub fn write_table(plan: &Plan, show_unchanged: bool, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    write_table_noted(plan, &[], show_unchanged, out)
+}
+
+/// [`write_table`] with `notes` printed under the header line (e.g. where each metastore side
+/// takes its Fernet key from; never a value).
+pub fn write_table_noted(
+    plan: &Plan,
+    notes: &[String],
+    show_unchanged: bool,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
     writeln!(
         out,
         "Plan: {} -> {} (predicted for {})",
@@ -58,6 +69,9 @@ pub fn write_table(plan: &Plan, show_unchanged: bool, out: &mut dyn std::io::Wri
         plan.target,
         plan.readers.iter().map(|r| reader_label_of(r)).collect::<Vec<_>>().join(", ")
     )?;
+    for n in notes {
+        writeln!(out, "  {n}")?;
+    }
     let shown = |c: &&crate::plan::Change| show_unchanged || c.action != Action::Unchanged;
     let rows = plan.changes.iter().filter(shown).count();
     if rows > TABLE_ROWS_MAX {

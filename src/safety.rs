@@ -187,6 +187,9 @@ impl Safety {
         let status = match report.exit() {
             Exit::Ok => RunStatus::Done,
             Exit::Throttled => return Ok(()),
+            // The target went away mid-run (the apply's breaker opened) before anything landed:
+            // interrupted as well, not failed; it resumes.
+            _ if report.interrupted.is_some() => return Ok(()),
             _ => RunStatus::Failed,
         };
         self.db.set_run_status(&run.run_id, status).await

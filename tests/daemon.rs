@@ -7,6 +7,8 @@
 //! logic itself is tested in virtual time (src/daemon/mod.rs).
 
 mod support;
+#[path = "support/tcp_proxy.rs"]
+mod tcp_proxy;
 #[path = "support/vault_server.rs"]
 mod vault_server;
 
@@ -61,6 +63,18 @@ fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, body.to_string())
+}
+
+/// GET `path` with an `Authorization` header: (status code, body).
+fn get_auth(addr: std::net::SocketAddr, path: &str, authorization: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {authorization}\r\nConnection: close\r\n\r\n").unwrap();
     let mut raw = String::new();
     s.read_to_string(&mut raw).unwrap();
     let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
@@ -212,6 +226,72 @@ async fn readyz_names_an_unreachable_target() {
     assert!(vault["error"].as_str().unwrap().contains(&closed.to_string()), "{vault}");
     let source = checks.iter().find(|c| c["name"] == "store source").unwrap();
     assert_eq!(source["ok"], true, "the metastore is reachable: {source}");
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), handle).await.unwrap().unwrap().unwrap();
+}
+
+/// Issue 16 item 14: `/readyz` asks the backends once per `readyz_cache_secs`, however many
+/// probes arrive (concurrent ones share the evaluation): a proxy in front of bao counts them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_cached_and_shared_by_concurrent_probes() {
+    let bao = vault_server::VaultServer::start();
+    let port: u16 = bao.url().rsplit(':').next().unwrap().parse().unwrap();
+    let proxy = tcp_proxy::TcpProxy::start(port, usize::MAX);
+    let dir = tempfile::tempdir().unwrap();
+    let (config, _) = seeded(dir.path()).await;
+    let config = format!(
+        "{config}\n[stores.vault]\nkind = \"vault\"\nurl = \"{}\"\nauth = {{ type = \"token\", token = \"{}\" }}\n\n\
+         [daemon]\nlisten = \"127.0.0.1:0\"\nreadyz_cache_secs = 600\n\n\
+         [[jobs]]\nname = \"to-vault\"\ntarget = \"vault\"\nschedule = \"0 0 1 1 *\"\n",
+        proxy.url(),
+        vault_server::ROOT_TOKEN
+    );
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, &config).unwrap();
+    let (addr, stop_tx, handle) = start_in_process(path).await;
+    let first = tokio::task::spawn_blocking(move || get(addr, "/readyz")).await.unwrap();
+    assert_eq!(first.0, 200, "{}", first.1);
+    let after_one = proxy.requests();
+    assert!(after_one > 0, "the first probe asks Vault");
+    let probes: Vec<_> = (0..20).map(|_| tokio::task::spawn_blocking(move || get(addr, "/readyz"))).collect();
+    for p in probes {
+        let (code, body) = p.await.unwrap();
+        assert_eq!((code, &body), (200, &first.1), "a cached probe answers as the first did");
+    }
+    assert_eq!(proxy.requests(), after_one, "20 more probes within readyz_cache_secs reached Vault");
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), handle).await.unwrap().unwrap().unwrap();
+}
+
+/// Issue 16 item 14: with `[daemon] http_token`, `/status` and `/metrics` need the bearer token;
+/// `/healthz` and `/readyz` stay open for probes; a refusal never echoes the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_metrics_require_the_bearer_token() {
+    const TOKEN: &str = "http-token-canary-3c9e";
+    let dir = tempfile::tempdir().unwrap();
+    let (mut config, _) = seeded(dir.path()).await;
+    config.push_str(&format!(
+        "\n[daemon]\nlisten = \"127.0.0.1:0\"\nhttp_token = \"{TOKEN}\"\n\n[[jobs]]\nname = \"files\"\nschedule = \"0 0 1 1 *\"\n"
+    ));
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, &config).unwrap();
+    let (addr, stop_tx, handle) = start_in_process(path).await;
+    tokio::task::spawn_blocking(move || {
+        for endpoint in ["/status", "/metrics"] {
+            for auth in ["", "Bearer wrong", &format!("Basic {TOKEN}"), &format!("Bearer {TOKEN}x")] {
+                let (code, body) = if auth.is_empty() { get(addr, endpoint) } else { get_auth(addr, endpoint, auth) };
+                assert_eq!(code, 401, "{endpoint} with {auth:?}: {body}");
+                assert!(!body.contains(TOKEN), "{body}");
+            }
+            let (code, body) = get_auth(addr, endpoint, &format!("Bearer {TOKEN}"));
+            assert_eq!(code, 200, "{endpoint}: {body}");
+            assert!(!body.contains(TOKEN), "{endpoint} shows the token");
+        }
+        assert_eq!(get(addr, "/healthz").0, 200);
+        assert_eq!(get(addr, "/readyz").0, 200);
+    })
+    .await
+    .unwrap();
     stop_tx.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(30), handle).await.unwrap().unwrap().unwrap();
 }

@@ -217,15 +217,25 @@ async fn relative_sqlite_path_and_env_fallback() {
     let url = format!("sqlite:///{}", rel.display());
     let env = move |k: &str| match k {
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" => Some(url.clone()),
-        // §2.3 / §9 item 5: an empty env key is a hit and means NullFernet, even if the config has one.
+        // §2.3 / §9 item 5: an empty env key is a hit and means NullFernet…
         "AIRFLOW__CORE__FERNET_KEY" => Some(String::new()),
         _ => None,
     };
-    let cfg = MetastoreConfig { fernet_key: Some("would-be-malformed".into()), ..Default::default() };
-    let store = MetastoreStore::open_with_env(&cfg, &env).await.unwrap_or_else(|e| panic!("{e}"));
+    let store = MetastoreStore::open_with_env(&MetastoreConfig::default(), &env).await.unwrap_or_else(|e| panic!("{e}"));
     assert!(!store.has_fernet_key());
+    assert_eq!(store.key_source(), airflow_secrets_sync::airflow::fernet::KeySource::EnvVar);
     let inv = scan(&store).await;
     assert_eq!(inv.error(&ItemId::variable("hello")).map(|e| e.kind), Some(ItemErrorKind::NoKey));
+    drop(store);
+
+    // …but a key configured on the store wins over the process environment (issue 16 item 1).
+    let key = manifest("airflow-3.3.2.db")["fernet_key"].as_str().unwrap().to_string();
+    let cfg = MetastoreConfig { fernet_key: Some(key.as_str().into()), ..Default::default() };
+    let store = MetastoreStore::open_with_env(&cfg, &env).await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(store.has_fernet_key());
+    assert_eq!(store.key_source(), airflow_secrets_sync::airflow::fernet::KeySource::ConfigKey);
+    let inv = scan(&store).await;
+    assert!(inv.get(&ItemId::variable("hello")).is_some(), "the configured key decrypts");
 }
 
 /// `p` relative to the current directory (via enough `..`), so `sqlite:///rel` is exercised.

@@ -314,3 +314,114 @@ async fn raw_tokens(url: &str) -> Vec<(String, String)> {
     pool.close().await;
     out
 }
+
+/// Issue 16 item 1, through the binary with Airflow's docker-compose environment
+/// (`AIRFLOW__CORE__FERNET_KEY=''`): the key configured on the target wins (rows are tokens, the
+/// canary is nowhere in the file), the plan header names each metastore side's key source, and a
+/// target without a key is a configuration error (exit 3, nothing written) unless
+/// `allow_plaintext = true`.
+#[tokio::test]
+async fn a_configured_target_key_wins_over_an_empty_env_key_and_plaintext_needs_opt_in() {
+    const CANARY: &str = "restore-canary-pw-5f1c0d";
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("variables.json"), format!(r#"{{"canary_var": "{CANARY}-var"}}"#)).unwrap();
+    std::fs::write(d.join("connections.json"), format!(r#"{{"canary_conn": {{"conn_type": "postgres", "password": "{CANARY}"}}}}"#))
+        .unwrap();
+    let url = empty_sqlite(d, "airflow-3.3.2.db").await;
+    let config = |target_extra: &str| {
+        format!(
+            "[source]\nkind = \"local_files\"\nvariables_file_path = {vars:?}\nconnections_file_path = {conns:?}\n\n\
+             [target]\nkind = \"metastore\"\nsql_alchemy_conn = {url:?}\n{target_extra}\n\n\
+             [state]\npath = {state:?}\nsnapshot_key = {RESTORE_KEY:?}\n",
+            vars = d.join("variables.json").display().to_string(),
+            conns = d.join("connections.json").display().to_string(),
+            state = d.join("state.db").display().to_string(),
+        )
+    };
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_airflow-secrets-sync"))
+            .args(args)
+            .current_dir(d)
+            .env("AIRFLOW__CORE__FERNET_KEY", "")
+            .env_remove("AIRFLOW_SECRETS_SYNC_SNAPSHOT_KEY")
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert!(!text.contains(CANARY), "a value in the output:\n{text}");
+        (o.status.code().unwrap_or(-1), text)
+    };
+    let raw = |url: String| async move {
+        let pool = sqlx::SqlitePool::connect(&url.replacen("sqlite:///", "sqlite://", 1)).await.unwrap();
+        let rows: Vec<(String, bool)> = sqlx::query_as(
+            "SELECT val, is_encrypted FROM variable UNION ALL SELECT password, is_encrypted FROM connection",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        rows
+    };
+
+    // No key on the target, env key empty: refused before anything is written, plan and apply.
+    std::fs::write(d.join("config.toml"), config("")).unwrap();
+    for args in [&["migrate", "--plan"][..], &["migrate", "--apply"]] {
+        let (code, text) = run(args);
+        assert_eq!(code, 3, "{args:?}: {text}");
+        assert!(text.contains("allow_plaintext"), "{text}");
+    }
+    assert!(raw(url.clone()).await.is_empty(), "a refused run wrote rows");
+
+    // The target's own key wins over the empty env key.
+    std::fs::write(d.join("config.toml"), config(&format!("fernet_key = {RESTORE_KEY:?}"))).unwrap();
+    let (code, text) = run(&["migrate", "--plan"]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("Fernet key of the target: [core] fernet_key set on this store"), "{text}");
+    let (code, text) = run(&["migrate", "--apply"]);
+    assert_eq!(code, 0, "{text}");
+    let rows = raw(url.clone()).await;
+    assert_eq!(rows.len(), 2);
+    for (v, enc) in &rows {
+        assert!(*enc && v.starts_with("gAAAAA"), "a row was written without the target's key");
+    }
+    let bytes = std::fs::read(url.trim_start_matches("sqlite:///")).unwrap();
+    assert!(!bytes.windows(CANARY.len()).any(|w| w == CANARY.as_bytes()), "the canary is in the metastore file");
+    let restored = open(&url, RESTORE_KEY, OnConflict::Fail).await;
+    let inv = scan_all(&restored, &Kind::ALL).await.unwrap();
+    let Some(Value::Variable(v)) = inv.get(&ItemId::variable("canary_var")).map(|e| &e.value) else { panic!("no variable") };
+    assert_eq!(v.value.expose_plaintext(), format!("{CANARY}-var"));
+
+    // Plaintext on purpose: allowed only with the opt-in, and the header says where the key is from.
+    std::fs::create_dir(d.join("plain")).unwrap();
+    let url2 = empty_sqlite(&d.join("plain"), "airflow-3.3.2.db").await;
+    std::fs::write(d.join("config.toml"), config("allow_plaintext = true").replace(&url, &url2)).unwrap();
+    let (code, text) = run(&["migrate", "--apply", "--no-snapshot"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("Fernet key of the target: AIRFLOW__CORE__FERNET_KEY from the environment (empty"), "{text}");
+    assert!(raw(url2).await.iter().all(|(_, enc)| !enc));
+}
+
+/// Issue 16 item 13: a value over the metastore's documented cap is an item error in the plan
+/// (TooLarge, exit 10), before any write; the store refuses it too.
+#[tokio::test]
+async fn values_over_the_metastore_cap_are_refused_in_the_plan() {
+    use airflow_secrets_sync::store::metastore::MAX_VALUE_BYTES;
+    let dir = tempfile::tempdir().unwrap();
+    let url = empty_sqlite(dir.path(), "airflow-3.3.2.db").await;
+    let target = open(&url, RESTORE_KEY, OnConflict::Fail).await;
+    assert_eq!(target.capabilities().max_value_bytes, Some(MAX_VALUE_BYTES));
+    let src = airflow_secrets_sync::store::memory::MemoryStore::new("src");
+    let huge = "x".repeat(MAX_VALUE_BYTES + 1);
+    src.write(&Entry::variable("huge", huge.as_str()), &Precondition::Any).await.unwrap();
+    src.write(&Entry::variable("small", "fits"), &Precondition::Any).await.unwrap();
+    let policy = Policy::new(Selection::all(), &ApplyConfig::default());
+    let (s, t) = (scan_all(&src, &Kind::ALL).await.unwrap(), scan_all(&target, &Kind::ALL).await.unwrap());
+    let p = plan::diff(&src, &s, &target, &t, &policy);
+    let c = p.changes.iter().find(|c| c.id == ItemId::variable("huge")).unwrap();
+    assert_eq!(c.action, Action::Error);
+    assert_eq!(c.error.as_ref().map(|e| e.kind), Some(ItemErrorKind::TooLarge));
+    assert_eq!(p.error_exit(), Some(Exit::InvalidItem));
+    let err = target.write(&Entry::variable("huge", huge.as_str()), &Precondition::Any).await.unwrap_err();
+    assert!(matches!(&err, StoreError::Item { error, .. } if error.kind == ItemErrorKind::TooLarge), "{err}");
+    assert!(!err.to_string().contains("xxxx"), "{err}");
+}

@@ -176,7 +176,34 @@ impl AirflowFernet {
             return Err(DecryptError::NoKey);
         }
         let data = parse_token(token)?;
-        self.decrypt_data(&data)
+        self.decrypt_owned(data)
+    }
+
+    /// [`decrypt_data`](Self::decrypt_data) over a token buffer it may consume: the plaintext is
+    /// decrypted in place in the decoded token (one buffer of the token's size, not two), unless
+    /// another key shares the matching key's signing half, where Python would try that key on a
+    /// padding failure and the ciphertext must survive the first attempt.
+    fn decrypt_owned(&self, data: Vec<u8>) -> Result<Zeroizing<Vec<u8>>, DecryptError> {
+        let mut data = Zeroizing::new(data);
+        let Some(i) = self.keys.iter().position(|key| hmac_verifies(key, &data)) else {
+            return Err(DecryptError::WrongKey);
+        };
+        let key = &self.keys[i];
+        if self.keys[i + 1..].iter().any(|other| other[..16] == key[..16]) {
+            return self.decrypt_data(&data);
+        }
+        let end = data.len() - 32;
+        let iv: [u8; 16] = data[9..25].try_into().expect("16 bytes");
+        let plain_len = cbc::Decryptor::<Aes128>::new_from_slices(&key[16..], &iv)
+            .expect("AES-128 key and IV are 16 bytes")
+            .decrypt_padded_mut::<Pkcs7>(&mut data[25..end])
+            .map_err(|_| DecryptError::WrongKey)?
+            .len();
+        data.copy_within(25..25 + plain_len, 0);
+        // Wipe the tail (token header, the padding and the tag) before it is cut off.
+        data[plain_len..].zeroize();
+        data.truncate(plain_len);
+        Ok(data)
     }
 
     /// MultiFernet: the first key whose HMAC verifies *and* whose padding checks out wins; Python
@@ -247,6 +274,12 @@ fn parse_token(token: &str) -> Result<Vec<u8>, DecryptError> {
 
 /// `Fernet._decrypt_data` for one key over a structurally valid token: verify the HMAC (constant
 /// time), then AES-128-CBC and PKCS7. `None` when this key does not open it.
+/// Whether `key`'s signing half verifies the token's HMAC (constant time).
+fn hmac_verifies(key: &[u8; 32], data: &[u8]) -> bool {
+    let (signed, tag) = data.split_at(data.len() - 32);
+    HmacSha256::new_from_slice(&key[..16]).expect("HMAC takes any key length").chain_update(signed).verify_slice(tag).is_ok()
+}
+
 fn decrypt_with_key(key: &[u8; 32], data: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
     let (signed, tag) = data.split_at(data.len() - 32);
     HmacSha256::new_from_slice(&key[..16])
@@ -664,5 +697,32 @@ mod tests {
             "repeated to a fixpoint"
         );
         assert_eq!(expand_env_var("", &env).expose_plaintext(), "");
+    }
+
+    /// Issue 16 item 13: a value is decrypted in place in its decoded token (the plaintext's
+    /// buffer is the token's, not a second one), with MultiFernet's semantics kept: a key sharing
+    /// the signing half of the one whose HMAC verifies still gets its turn.
+    #[test]
+    fn decryption_happens_in_the_token_buffer() {
+        let k1 = [7u8; 32];
+        let plain = "p".repeat(10_000);
+        let token = encrypt_from_parts(&k1, plain.as_bytes(), 1_700_000_000, [3u8; 16]);
+        let f = AirflowFernet { keys: vec![Zeroizing::new([9u8; 32]), Zeroizing::new(k1)] };
+        let decoded_capacity = parse_token(&token).unwrap().capacity();
+        let out = f.decrypt_bytes(&token).unwrap();
+        assert_eq!(out.as_slice(), plain.as_bytes());
+        assert_eq!(out.capacity(), decoded_capacity, "the plaintext lives in the token's buffer");
+        assert_eq!(f.decrypt(&token).unwrap().expose_plaintext(), plain);
+
+        // Same signing half, other encryption half, listed first: Python tries it, fails on the
+        // padding, and moves on to the key that encrypted the token.
+        let mut twin = k1;
+        twin[16..].copy_from_slice(&[1u8; 16]);
+        let f = AirflowFernet { keys: vec![Zeroizing::new(twin), Zeroizing::new(k1)] };
+        let token = encrypt_from_parts(&k1, b"short", 1_700_000_000, [3u8; 16]);
+        assert_eq!(f.decrypt_bytes(&token).unwrap().as_slice(), b"short");
+        // A token of another signing key does not decrypt.
+        let other = encrypt_from_parts(&[5u8; 32], b"short", 1_700_000_000, [3u8; 16]);
+        assert!(matches!(f.decrypt_bytes(&other), Err(DecryptError::WrongKey)));
     }
 }

@@ -25,6 +25,24 @@ pub struct DaemonConfig {
     /// `/readyz`: how long each reachability check may take.
     #[serde(default = "default_ready_timeout")]
     pub readyz_timeout_secs: u64,
+    /// `/readyz`: how long one evaluation is served to every caller before the backends are asked
+    /// again (concurrent requests share one evaluation): probes cannot burn a backend's quota.
+    #[serde(default = "default_ready_cache")]
+    pub readyz_cache_secs: u64,
+    /// `/readyz`: store checks run at once within one evaluation.
+    #[serde(default = "default_ready_concurrency")]
+    pub readyz_concurrency: usize,
+    /// A bearer token `/status` and `/metrics` require (`Authorization: Bearer …`); `/healthz` and
+    /// `/readyz` stay open for probes. Without one, a non-loopback `listen` logs a warning.
+    #[serde(default, deserialize_with = "deserialize_secret")]
+    pub http_token: Option<crate::secret::SecretValue>,
+    /// The same token read from a file (a mounted secret), trimmed; re-read on every request.
+    #[serde(default)]
+    pub http_token_file: Option<std::path::PathBuf>,
+}
+
+fn deserialize_secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<crate::secret::SecretValue>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.map(crate::secret::SecretValue::from))
 }
 
 impl Default for DaemonConfig {
@@ -34,6 +52,10 @@ impl Default for DaemonConfig {
             timezone: default_tz(),
             shutdown_grace_secs: default_grace(),
             readyz_timeout_secs: default_ready_timeout(),
+            readyz_cache_secs: default_ready_cache(),
+            readyz_concurrency: default_ready_concurrency(),
+            http_token: None,
+            http_token_file: None,
         }
     }
 }
@@ -49,6 +71,12 @@ fn default_grace() -> u64 {
 }
 fn default_ready_timeout() -> u64 {
     5
+}
+fn default_ready_cache() -> u64 {
+    5
+}
+fn default_ready_concurrency() -> usize {
+    4
 }
 fn default_source() -> String {
     "source".into()

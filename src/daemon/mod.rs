@@ -210,6 +210,9 @@ pub async fn run<S: Future<Output = ()> + Send>(config_path: &Path, opts: Option
             .map_err(|e| AppError::Config(format!("[daemon] listen = {:?}: cannot listen: {e}", cfg.daemon.listen)))?;
         let addr = listener.local_addr()?;
         info!(address = %addr, "serving /healthz /readyz /metrics /status");
+        if let Some(w) = http::exposure_warning(addr, &cfg.daemon) {
+            warn!("{w}");
+        }
         if let Some(tx) = on_listen {
             let _ = tx.send(Some(addr));
         }

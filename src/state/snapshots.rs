@@ -133,13 +133,48 @@ impl SnapshotKey {
     /// Fingerprint of one item's value as a store holds it (None = absent).
     pub fn value_fingerprint(&self, id: &ItemId, value: Option<&Value>) -> String {
         let Some(value) = value else { return self.fingerprint(&[b"absent", id.kind.as_str().as_bytes(), id.id.as_bytes()]) };
+        // The same bytes as `fingerprint(&[b"value", kind, id, json])`, with the record's JSON
+        // streamed into the MAC: no copy of the value is made, whatever its size.
         let record = Record::of(value);
-        let buf = record.to_zeroized_json();
-        self.fingerprint(&[b"value", id.kind.as_str().as_bytes(), id.id.as_bytes(), &buf])
+        let len = record.json_len();
+        let mut m = <HmacSha256 as Mac>::new_from_slice(self.fingerprint.as_ref()).expect("32-byte key");
+        for p in [&b"value"[..], id.kind.as_str().as_bytes(), id.id.as_bytes()] {
+            m.update(&(p.len() as u64).to_be_bytes());
+            m.update(p);
+        }
+        m.update(&(len as u64).to_be_bytes());
+        serde_json::to_writer(MacWriter(&mut m), &record).expect("a record always serializes");
+        super::hex(&m.finalize().into_bytes())
     }
 
     fn cipher(&self) -> XChaCha20Poly1305 {
         XChaCha20Poly1305::new(&chacha20poly1305::Key::from(*self.seal))
+    }
+}
+
+/// Counts the bytes written to it and keeps none of them.
+struct Counter(usize);
+
+impl std::io::Write for Counter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0 += b.len();
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Feeds what is written to it into a MAC.
+struct MacWriter<'a>(&'a mut HmacSha256);
+
+impl std::io::Write for MacWriter<'_> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.update(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -207,22 +242,21 @@ impl<'a> Record<'a> {
         }
     }
 
-    fn plaintext_len(&self) -> usize {
-        let l = |c: &Option<Cow<'_, str>>| c.as_ref().map_or(0, |s| s.len());
-        match self {
-            Record::Absent | Record::Unreadable => 0,
-            Record::Variable { value, description, .. } => value.len() + l(description),
-            Record::Connection { conn_type, description, host, login, password, schema, extra, .. } => {
-                l(conn_type) + l(description) + l(host) + l(login) + l(password) + l(schema) + l(extra)
-            }
-        }
+    /// The exact length of the record's JSON, counted without building it.
+    fn json_len(&self) -> usize {
+        let mut n = Counter(0);
+        serde_json::to_writer(&mut n, self).expect("a record always serializes");
+        n.0
     }
 
-    /// The JSON of the record in a buffer sized up front (JSON escaping at most sextuples a
-    /// byte), so it never reallocates and leaves a plaintext copy behind; zeroized on drop.
-    fn to_zeroized_json(&self) -> Zeroizing<Vec<u8>> {
-        let mut buf = Zeroizing::new(Vec::with_capacity(self.plaintext_len() * 6 + 512));
+    /// The JSON of the record in a buffer of exactly its length plus `room` spare bytes (counted
+    /// first), so it never reallocates (which would leave a plaintext copy behind) and costs the
+    /// record's size once, not a worst-case multiple of it; zeroized on drop.
+    fn to_zeroized_json(&self, room: usize) -> Zeroizing<Vec<u8>> {
+        let len = self.json_len();
+        let mut buf = Zeroizing::new(Vec::with_capacity(len + room));
         serde_json::to_writer(&mut *buf, self).expect("a record always serializes");
+        debug_assert_eq!(buf.len(), len);
         buf
     }
 
@@ -275,17 +309,17 @@ pub fn seal(key: &SnapshotKey, run_id: &str, target: &str, id: &ItemId, prior: O
         None if unreadable => Record::Unreadable,
         None => Record::Absent,
     };
-    let mut buf = record.to_zeroized_json();
+    // Room for the tag: the ciphertext is sealed in place and the buffer handed out as is.
+    let mut buf = record.to_zeroized_json(16);
     let mut nonce = [0u8; 24];
     rand::rng().fill_bytes(&mut nonce);
     let tag = key
         .cipher()
         .encrypt_inout_detached(&XNonce::from(nonce), &aad(run_id, target, id), buf.as_mut_slice().into())
         .expect("XChaCha20-Poly1305 takes any record size");
-    // The buffer now holds ciphertext only.
-    let mut sealed = buf.to_vec();
-    sealed.extend_from_slice(&tag);
-    (nonce.to_vec(), sealed)
+    // The buffer now holds ciphertext only: append the tag and move it out (no copy).
+    buf.extend_from_slice(&tag);
+    (nonce.to_vec(), std::mem::take(&mut *buf))
 }
 
 /// Open one sealed record.
@@ -412,5 +446,30 @@ mod tests {
         assert_ne!(k.value_fingerprint(&ItemId::variable("a"), Some(&v)), k.value_fingerprint(&ItemId::variable("b"), Some(&v)));
         let other = SnapshotKey::parse(&"11".repeat(32)).unwrap();
         assert_ne!(k.value_fingerprint(&ItemId::variable("a"), Some(&v)), other.value_fingerprint(&ItemId::variable("a"), Some(&v)));
+    }
+
+    /// Issue 16 item 13: the record buffer is sized exactly (a 300 MB value costs 300 MB, not the
+    /// 6× worst case of JSON escaping reserved up front), the sealed record is the buffer itself,
+    /// and the streamed fingerprint is the one `fingerprint` computes over the whole JSON.
+    #[test]
+    fn buffers_are_sized_exactly() {
+        let k = key();
+        // Plain bytes and bytes JSON escapes sixfold (control characters become \u00XX).
+        for value in ["v".repeat(100_000), "\u{1}".repeat(50_000), "\"quoted\" \\ caf\u{e9}\n".repeat(1_000)] {
+            let e = Entry::variable("big", value.as_str());
+            let record = Record::of_entry(&e.value, e.meta.ownership);
+            let len = record.json_len();
+            let buf = record.to_zeroized_json(16);
+            assert_eq!(buf.len(), len);
+            assert_eq!(buf.capacity(), len + 16, "the record buffer is reserved exactly");
+            let (_, sealed) = seal(&k, "r", "t", &e.id, Some(&e), false);
+            assert_eq!(sealed.len(), len + 16);
+            assert_eq!(sealed.capacity(), len + 16, "the sealed record is the buffer, not a copy");
+            let whole = record.to_zeroized_json(0);
+            assert_eq!(
+                k.value_fingerprint(&e.id, Some(&e.value)),
+                k.fingerprint(&[b"value", e.id.kind.as_str().as_bytes(), e.id.id.as_bytes(), &whole]),
+            );
+        }
     }
 }

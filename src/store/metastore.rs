@@ -25,7 +25,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use sqlx::{AssertSqlSafe, ColumnIndex, ConnectOptions, Decode, Row, Type};
 
 use super::{Capabilities, ConnectionFormat, Precondition, Store, StoreError};
-use crate::airflow::fernet::{AirflowFernet, DecryptError, resolve_key};
+use crate::airflow::fernet::{
+    AirflowFernet, DecryptError, ENV_FERNET_KEY, ENV_FERNET_KEY_CMD, ENV_FERNET_KEY_SECRET, KeySource, resolve_key,
+};
 use crate::airflow::metastore::{
     Columns, Dialect, MetastoreSchema, MetastoreUrl, parse_sql_alchemy_url, qualified_table, quote_ident,
     validate_schema_name,
@@ -37,6 +39,11 @@ use crate::model::{
 /// Env fallbacks Airflow itself reads for the two `[database]` options.
 pub const ENV_SQL_ALCHEMY_CONN: &str = "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN";
 pub const ENV_SQL_ALCHEMY_SCHEMA: &str = "AIRFLOW__DATABASE__SQL_ALCHEMY_SCHEMA";
+
+/// The largest value a metastore target takes on PostgreSQL and SQLite (see `max_value_bytes`).
+pub const MAX_VALUE_BYTES: usize = 64 * 1024 * 1024;
+/// The same on MySQL / MariaDB: what a 16 MiB MEDIUMTEXT holds once Fernet-encrypted.
+pub const MAX_VALUE_BYTES_MYSQL: usize = 12 * 1024 * 1024;
 
 /// How long the first connection may take before the database counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -55,12 +62,22 @@ pub struct MetastoreConfig {
     /// `AIRFLOW__DATABASE__SQL_ALCHEMY_SCHEMA`. Empty means none.
     #[serde(default)]
     pub sql_alchemy_schema: Option<String>,
-    /// As `[core] fernet_key` in airflow.cfg; env `AIRFLOW__CORE__FERNET_KEY` wins over it (§2.3).
+    /// As `[core] fernet_key` in airflow.cfg. A key configured on the store (this or
+    /// `fernet_key_cmd`) wins over `AIRFLOW__CORE__FERNET_KEY(_CMD)` in the process environment;
+    /// without one the environment is read the way Airflow reads it (§2.3).
     #[serde(default, deserialize_with = "deserialize_secret")]
     pub fernet_key: Option<SecretValue>,
     /// As `[core] fernet_key_cmd`.
     #[serde(default)]
     pub fernet_key_cmd: Option<String>,
+    /// As a target: write rows unencrypted (`is_encrypted = false`) when the resolved key is empty
+    /// (NullFernet). Off by default: without a key, writing is a configuration error.
+    #[serde(default)]
+    pub allow_plaintext: bool,
+    /// Set by the caller (not the file) when the store is opened as a run's target: opening then
+    /// fails, before anything is read or written, if it would write plaintext (`allow_plaintext`).
+    #[serde(skip)]
+    pub as_target: bool,
     /// As a target: what to do when a row already exists, like `airflow connections import`.
     #[serde(default)]
     pub on_conflict: OnConflict,
@@ -97,6 +114,7 @@ impl fmt::Debug for MetastoreConfig {
             .field("sql_alchemy_schema", &self.sql_alchemy_schema)
             .field("fernet_key", &self.fernet_key.as_ref().map(|_| "***"))
             .field("fernet_key_cmd", &self.fernet_key_cmd.as_ref().map(|_| "<set>"))
+            .field("allow_plaintext", &self.allow_plaintext)
             .field("on_conflict", &self.on_conflict)
             .field("team_name", &self.team_name)
             .finish()
@@ -118,6 +136,9 @@ pub struct MetastoreStore {
     schema: MetastoreSchema,
     pool: Pool,
     fernet: AirflowFernet,
+    /// Where the key came from (the plan header names it).
+    key_source: KeySource,
+    allow_plaintext: bool,
     on_conflict: OnConflict,
     team_name: Option<String>,
     /// Writes and deletes buffered until `flush`, which runs them in one transaction.
@@ -262,20 +283,45 @@ where
     })
 }
 
-/// Build Airflow's Fernet the way `get_fernet()` sees its key (spec §2.2, §2.3): env
-/// `AIRFLOW__CORE__FERNET_KEY` first (an empty value is a hit: NullFernet), then
-/// `AIRFLOW__CORE__FERNET_KEY_CMD`, then the config's `fernet_key`, then `fernet_key_cmd`.
+/// Build the store's Fernet (spec §2.2, §2.3). A key configured on the store (`fernet_key`, then
+/// `fernet_key_cmd`) wins: the process environment's `AIRFLOW__CORE__FERNET_KEY(_CMD|_SECRET)` is
+/// not consulted for it (Airflow's own docker-compose sets `AIRFLOW__CORE__FERNET_KEY=''`, which
+/// would otherwise silently turn a restore's encryption off). Without one, Airflow's lookup: env
+/// `AIRFLOW__CORE__FERNET_KEY` first (an empty value is a hit: NullFernet), then `…_CMD`.
 fn build_fernet(
     cfg: &MetastoreConfig,
     env: &(dyn Fn(&str) -> Option<String> + Send + Sync),
     store: &str,
-) -> Result<AirflowFernet, StoreError> {
+) -> Result<(AirflowFernet, KeySource), StoreError> {
     let fernet_error = |reason: String| StoreError::FernetKey { store: store.to_string(), reason };
-    let resolved = resolve_key(env, cfg.fernet_key.as_ref(), cfg.fernet_key_cmd.as_deref())
+    let configured = cfg.fernet_key.is_some() || cfg.fernet_key_cmd.is_some();
+    let store_env = |k: &str| {
+        let key_var = [ENV_FERNET_KEY, ENV_FERNET_KEY_CMD, ENV_FERNET_KEY_SECRET].contains(&k);
+        if configured && key_var { None } else { env(k) }
+    };
+    let resolved = resolve_key(&store_env, cfg.fernet_key.as_ref(), cfg.fernet_key_cmd.as_deref())
         .map_err(|e| fernet_error(e.to_string()))?;
     tracing::debug!(store, source = %resolved.source, "fernet key resolved");
     // `fernet()` names the source in its error ("[core] fernet_key: Could not create ...").
-    resolved.fernet().map_err(|e| fernet_error(e.to_string()))
+    let fernet = resolved.fernet().map_err(|e| fernet_error(e.to_string()))?;
+    Ok((fernet, resolved.source))
+}
+
+/// Where a metastore store configured as `cfg` takes its Fernet key from (no command is run):
+/// what [`build_fernet`] resolves, for the plan header.
+pub fn key_source(cfg: &MetastoreConfig, env: &dyn Fn(&str) -> Option<String>) -> String {
+    let empty = |v: &str| if v.trim().is_empty() { " (empty: no encryption)" } else { "" };
+    if let Some(k) = &cfg.fernet_key {
+        format!("{} set on this store{}", KeySource::ConfigKey, empty(k.expose_plaintext()))
+    } else if cfg.fernet_key_cmd.is_some() {
+        format!("{} set on this store", KeySource::ConfigCmd)
+    } else if let Some(v) = env(ENV_FERNET_KEY) {
+        format!("{} from the environment{}", KeySource::EnvVar, empty(&v))
+    } else if env(ENV_FERNET_KEY_CMD).is_some() {
+        format!("{} from the environment", KeySource::EnvCmd)
+    } else {
+        "none configured (no encryption)".to_string()
+    }
 }
 
 /// Run `sql` on the store's pool and convert each row with `$convert` (generic over the driver's
@@ -334,13 +380,15 @@ impl MetastoreStore {
             }
         }
 
-        let fernet = build_fernet(cfg, env, &store_name)?;
+        let (fernet, key_source) = build_fernet(cfg, env, &store_name)?;
         let pool = connect(&url, &store_name).await?;
         let mut store = Self {
             url,
             db_schema,
             pool,
             fernet,
+            key_source,
+            allow_plaintext: cfg.allow_plaintext,
             on_conflict: cfg.on_conflict,
             team_name: cfg.team_name.clone().filter(|t| !t.is_empty()),
             pending: std::sync::Mutex::new(Vec::new()),
@@ -359,6 +407,9 @@ impl MetastoreStore {
                 message: "team_name needs an Airflow 3.2+ metastore (a connection.team_name column)".into(),
             });
         }
+        if cfg.as_target {
+            store.check_writable()?;
+        }
         tracing::debug!(store = %store, generation = store.schema.generation(),
             revision = ?store.schema.alembic_revision, "metastore schema detected");
         Ok(store)
@@ -376,6 +427,38 @@ impl MetastoreStore {
     /// Whether a Fernet key is configured (false means NullFernet: encrypted rows are unreadable).
     pub fn has_fernet_key(&self) -> bool {
         !self.fernet.is_null()
+    }
+
+    /// The largest value written, before encryption (a Fernet token is about 4/3 of it). MySQL and
+    /// MariaDB hold `variable.val` in a MEDIUMTEXT (16 MiB) and refuse packets over
+    /// `max_allowed_packet` (16 MiB by default on MariaDB); PostgreSQL and SQLite take up to 1 GB per
+    /// value, capped here at 64 MiB so that one row never costs gigabytes of memory.
+    pub fn max_value_bytes(&self) -> usize {
+        match self.url.dialect {
+            Dialect::MySql => MAX_VALUE_BYTES_MYSQL,
+            Dialect::Postgres | Dialect::Sqlite => MAX_VALUE_BYTES,
+        }
+    }
+
+    /// Where the Fernet key came from.
+    pub fn key_source(&self) -> KeySource {
+        self.key_source
+    }
+
+    /// Writing needs a key unless `allow_plaintext` says unencrypted rows are intended: an empty
+    /// `AIRFLOW__CORE__FERNET_KEY` must not silently put passwords in clear into a new metastore.
+    pub fn check_writable(&self) -> Result<(), StoreError> {
+        if !self.fernet.is_null() || self.allow_plaintext {
+            return Ok(());
+        }
+        Err(StoreError::Config {
+            store: self.to_string(),
+            message: format!(
+                "no Fernet key to encrypt the rows with (key source: {}); configure fernet_key or fernet_key_cmd \
+                 on this store, or set allow_plaintext = true to write unencrypted rows",
+                self.key_source
+            ),
+        })
     }
 
     /// Existing rows are "foreign" while `on_conflict = "fail"`: the plan then refuses to replace
@@ -419,8 +502,17 @@ impl MetastoreStore {
 
     /// Turn an entry into the row Airflow would write (spec §1.3).
     fn prepare(&self, entry: &Entry, pre: &Precondition) -> Result<RowOp, StoreError> {
+        self.check_writable()?;
         let absent = *pre == Precondition::Absent;
         Self::admit(entry).map_err(|e| StoreError::item(self, &entry.id, e))?;
+        let size = match &entry.value {
+            Value::Variable(v) => v.value.len(),
+            Value::Connection(c) => crate::airflow::connection::to_json(c).len(),
+        };
+        if size > self.max_value_bytes() {
+            let why = format!("{size} bytes encoded; the limit is {}", self.max_value_bytes());
+            return Err(StoreError::item(self, &entry.id, ItemError::new(ItemErrorKind::TooLarge, why)));
+        }
         Ok(match &entry.value {
             Value::Variable(v) => {
                 // Variable.set stores even the empty string encrypted (spec §1.3).
@@ -898,7 +990,7 @@ impl Store for MetastoreStore {
             read_only: false,
             variables: true,
             connections: true,
-            max_value_bytes: None,
+            max_value_bytes: Some(self.max_value_bytes()),
             empty_variables: true,
             variable_line_breaks: true,
             connection_format: ConnectionFormat::Fields,

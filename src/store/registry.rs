@@ -147,6 +147,24 @@ impl StoreConfig {
         }
     }
 
+    /// Opened as a run's target: a metastore then refuses to open if it would write plaintext.
+    pub fn mark_target(&mut self) {
+        if let StoreConfig::Metastore(c) = self {
+            c.as_target = true;
+        }
+    }
+
+    /// The plan-header note of a metastore side: where its Fernet key comes from.
+    pub fn key_note(&self, side: &str) -> Option<String> {
+        match self {
+            StoreConfig::Metastore(c) => Some(format!(
+                "Fernet key of the {side}: {}",
+                super::metastore::key_source(c, &|k| std::env::var(k).ok())
+            )),
+            _ => None,
+        }
+    }
+
     /// `--adopt` on the command line reaches the store too, so its own ownership guard agrees with
     /// the plan.
     pub fn set_adopt(&mut self, adopt: bool) {

@@ -94,6 +94,11 @@ enum ReadOutcome {
     Denied(SecretPath),
 }
 
+/// The largest value written (its encoded form: a variable's bytes, a connection's JSON or URI).
+/// Vault's integrated storage (Raft) refuses entries over `max_entry_size`, 1 MiB by default, and
+/// the HTTP listener requests over 32 MiB: larger values are refused in the plan, before any write.
+pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
+
 pub struct VaultStore {
     config: VaultConfig,
     address: String,
@@ -102,6 +107,11 @@ pub struct VaultStore {
     session: RwLock<Session>,
     login_lock: tokio::sync::Mutex<()>,
     reauthentications: AtomicU64,
+    /// With the mount taken from the id (`mount_point` unset): the KV mounts of the configured
+    /// version this token can use, listed at `open`. An id whose first segment is not one of them
+    /// is refused: `auth/token/create` or `sys/policies/acl/x` would otherwise be a request to
+    /// that API, not to a secret.
+    verified_mounts: std::collections::BTreeSet<String>,
     /// Which Airflow reader stored values are decoded as (default: Airflow 3 with hashicorp ≥ 4.8,
     /// `from_json` normalisation; Airflow 2.10 pairs with hashicorp < 4.8, `Connection(**dict)`).
     reader: Reader,
@@ -157,17 +167,21 @@ impl VaultStore {
         check_address(&address).map_err(|m| cfg_err(format!("url {address:?}: {m}")))?;
         let settings = client_settings(&config, &address).map_err(cfg_err)?;
         let placeholder = Arc::new(build_client(&settings, "").map_err(cfg_err)?);
-        let store = VaultStore {
+        let mut store = VaultStore {
             config,
             address,
             settings,
             session: RwLock::new(Session { client: placeholder, generation: 0, refresh_at: None }),
             login_lock: tokio::sync::Mutex::new(()),
             reauthentications: AtomicU64::new(0),
+            verified_mounts: Default::default(),
             reader: Reader::Orm3,
         };
         let (client, refresh_at) = store.login().await?;
         *store.session.write().unwrap() = Session { client, generation: 1, refresh_at };
+        if store.config.mount_point.is_none() {
+            store.verified_mounts = store.kv_mounts().await?.into_iter().collect();
+        }
         Ok(store)
     }
 
@@ -209,7 +223,23 @@ impl VaultStore {
         if let Some(why) = sp.invalid_reason() {
             return Err(ItemError::new(ItemErrorKind::InvalidName, why));
         }
+        if let Some(why) = self.unverified_mount(&sp) {
+            return Err(ItemError::new(ItemErrorKind::InvalidName, why));
+        }
         Ok(sp)
+    }
+
+    /// Why `sp`'s mount, taken from the id, is refused: it is not a KV mount verified at `open`.
+    fn unverified_mount(&self, sp: &SecretPath) -> Option<String> {
+        if self.config.mount_point.is_some() || self.verified_mounts.contains(&sp.mount) {
+            return None;
+        }
+        Some(format!(
+            "the id's first segment `{}` is not a KV v{} mount this token can use (mount_point is unset, so it would \
+             address another Vault API, not a secret)",
+            sp.mount.escape_debug(),
+            self.kv().number()
+        ))
     }
 
     /// Every location Airflow tries for `id`, in order (one per configured path).
@@ -217,7 +247,7 @@ impl VaultStore {
         self.paths(id.kind)
             .iter()
             .filter_map(|p| secret_path(self.config.mount_point.as_deref(), p, &id.id))
-            .filter(|sp| sp.invalid_reason().is_none())
+            .filter(|sp| sp.invalid_reason().is_none() && self.unverified_mount(sp).is_none())
             .collect()
     }
 
@@ -660,7 +690,7 @@ impl Store for VaultStore {
         caps.variables = !self.config.variables_path.is_empty();
         caps.connections = !self.config.connections_path.is_empty();
         // Vault's default max_request_size is 32 MiB; nothing near it is an Airflow value.
-        caps.max_value_bytes = None;
+        caps.max_value_bytes = Some(MAX_VALUE_BYTES);
         caps.empty_variables = true;
         caps.connection_format = match self.config.connection_format {
             VaultConnectionFormat::Fields => ConnectionFormat::Fields,
@@ -745,6 +775,17 @@ impl Store for VaultStore {
 
     async fn write(&self, entry: &Entry, pre: &Precondition) -> Result<(), StoreError> {
         let sp = self.write_path(&entry.id).map_err(|e| StoreError::item(self, &entry.id, e))?;
+        let size = match &entry.value {
+            Value::Variable(v) => v.value.len(),
+            Value::Connection(c) => match self.config.connection_format {
+                VaultConnectionFormat::Uri => crate::airflow::connection::to_uri(c).len(),
+                VaultConnectionFormat::Fields => crate::airflow::connection::to_json(c).len(),
+            },
+        };
+        if size > MAX_VALUE_BYTES {
+            let why = format!("{size} bytes encoded; the limit is {MAX_VALUE_BYTES}");
+            return Err(StoreError::item(self, &entry.id, ItemError::new(ItemErrorKind::TooLarge, why)));
+        }
         let data = Json::Object(self.encode(entry).map_err(|e| StoreError::item(self, &entry.id, e))?);
         match self.kv() {
             KvVersion::V2 => self.write_v2(entry, &sp, &data, pre).await,
