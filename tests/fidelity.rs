@@ -343,3 +343,18 @@ async fn on_airflow_made_metastores_plan_losses_equal_verify_findings() {
         }
     }
 }
+
+/// A value no environment can hold is refused by the plan (exit 10), not discovered by whoever
+/// exports the file.
+#[tokio::test]
+async fn env_file_values_over_the_environment_limit_are_refused_in_the_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = "x".repeat(airflow_secrets_sync::store::env::MAX_ENV_STRING_BYTES);
+    let src = source(&[Entry::variable("big", big.as_str()), Entry::variable("small", "y")]).await;
+    let target = env_json(dir.path());
+    let p = make_plan(&src, target.as_ref(), &policy(Fidelity::default())).await;
+    let c = change(&p, "big");
+    assert_eq!(c.action, Action::Error);
+    assert_eq!(c.error.as_ref().unwrap().kind, ItemErrorKind::TooLarge);
+    assert_eq!(change(&p, "small").action, Action::Create);
+}

@@ -199,6 +199,9 @@ enum Source {
     File(PathBuf),
 }
 
+/// Linux's `MAX_ARG_STRLEN` (32 pages): the largest single `NAME=value` string `execve` accepts.
+pub const MAX_ENV_STRING_BYTES: usize = 131_072;
+
 /// A pending change to a `.env` file, keyed by variable name.
 enum Pending {
     Set { id: ItemId, value: SecretValue },
@@ -330,6 +333,15 @@ impl EnvStore {
             quote_env_value(value.expose_plaintext(), self.compose_safe).map_err(|why| {
                 ItemError::new(ItemErrorKind::NotRepresentable, format!("the value cannot be written to a .env file: {why}"))
             })?;
+            // Linux refuses to exec with one environment string ("NAME=value\0") over
+            // MAX_ARG_STRLEN: whoever loads this file into Airflow's environment could not start it.
+            let size = env_var_name(&entry.id).len() + 1 + value.len() + 1;
+            if size > MAX_ENV_STRING_BYTES {
+                return Err(ItemError::new(
+                    ItemErrorKind::TooLarge,
+                    format!("{size} bytes as NAME=value; an environment variable holds at most {MAX_ENV_STRING_BYTES}"),
+                ));
+            }
         }
         Ok(value)
     }

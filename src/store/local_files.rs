@@ -86,6 +86,9 @@ struct FileSide {
     format: FileFormat,
 }
 
+/// The largest value written to a local file (64 MiB), refused by the plan beyond it.
+pub const MAX_VALUE_BYTES: usize = 64 * 1024 * 1024;
+
 /// The LocalFilesystemBackend; see the module docs.
 pub struct LocalFilesStore {
     variables: Option<FileSide>,
@@ -357,6 +360,9 @@ impl Store for LocalFilesStore {
         caps.can_delete = true;
         caps.conditional_writes = false;
         caps.read_batch = 10_000;
+        // Airflow parses the whole file on every lookup: one value this large is already a file
+        // no deployment should load. The same cap as the metastore's.
+        caps.max_value_bytes = Some(MAX_VALUE_BYTES);
         caps.buffered_writes = true;
         caps
     }
