@@ -51,6 +51,23 @@ fn change<'a>(p: &'a Plan, id: &str) -> &'a plan::Change {
     p.changes.iter().find(|c| c.id.id == id).unwrap_or_else(|| panic!("{id} not in the plan"))
 }
 
+/// (item, field, reader) of every loss the plan names.
+fn loss_set(p: &Plan) -> BTreeSet<(String, &'static str, &'static str)> {
+    p.changes
+        .iter()
+        .flat_map(|c| c.losses.iter().flat_map(move |l| l.readers.iter().map(move |r| (c.id.id.clone(), l.field, *r))))
+        .collect()
+}
+
+/// (item, field, reader) of every difference `verify` found.
+fn finding_set(v: &verify::VerifyReport) -> BTreeSet<(String, &'static str, &'static str)> {
+    v.findings
+        .iter()
+        .filter(|f| f.kind == verify::FindingKind::DiffersFromSource)
+        .flat_map(|f| f.fields.iter().flat_map(move |fl| f.readers.iter().map(move |r| (f.id.id.clone(), *fl, *r))))
+        .collect()
+}
+
 fn env_json(dir: &std::path::Path) -> DynStore {
     Arc::new(EnvStore::file(dir.join("airflow.env"), EnvConnectionFormat::Json))
 }
@@ -204,11 +221,7 @@ async fn plan_losses_equal_what_verify_finds_after_apply() {
     for (name, open) in cases {
         let target = open(Reader::Orm3);
         let p = make_plan(&src, target.as_ref(), &policy(Fidelity::default())).await;
-        let predicted: BTreeSet<(String, &str, &str)> = p
-            .changes
-            .iter()
-            .flat_map(|c| c.losses.iter().flat_map(move |l| l.readers.iter().map(move |r| (c.id.id.clone(), l.field, *r))))
-            .collect();
+        let predicted = loss_set(&p);
         let report = apply::execute(&p, target.clone(), &ApplyOptions::default(), Arc::new(NoJournal)).await;
         assert!(report.failures.is_empty() && report.verify_mismatches.is_empty(), "{name}");
         let targets: Vec<(Reader, DynStore)> = Reader::ALL.iter().map(|r| (*r, open(*r))).collect();
@@ -217,12 +230,7 @@ async fn plan_losses_equal_what_verify_finds_after_apply() {
         let mut src_written = src_inv.clone();
         src_written.retain(|id| !errored.contains(&id.id));
         let v = verify::verify(&targets, Some(&src_written), &selection).await.unwrap();
-        let found: BTreeSet<(String, &str, &str)> = v
-            .findings
-            .iter()
-            .filter(|f| f.kind == verify::FindingKind::DiffersFromSource)
-            .flat_map(|f| f.fields.iter().flat_map(move |fl| f.readers.iter().map(move |r| (f.id.id.clone(), *fl, *r))))
-            .collect();
+        let found = finding_set(&v);
         assert_eq!(predicted, found, "{name}: plan losses vs verify findings\n{}", v.table());
         assert!(v.is_ok(), "{name}: every difference is a known loss\n{}", v.table());
         assert!(!predicted.is_empty() || name == "local json", "{name}: the case has losses to compare");
@@ -312,11 +320,7 @@ async fn on_airflow_made_metastores_plan_losses_equal_verify_findings() {
             let target = open(Reader::Orm3);
             let tgt_inv = scan_all(target.as_ref(), &Kind::ALL).await.unwrap();
             let p = plan::diff(src.as_ref(), &src_inv, target.as_ref(), &tgt_inv, &policy(Fidelity::default()));
-            let predicted: BTreeSet<(String, &str, &str)> = p
-                .changes
-                .iter()
-                .flat_map(|c| c.losses.iter().flat_map(move |l| l.readers.iter().map(move |r| (c.id.id.clone(), l.field, *r))))
-                .collect();
+            let predicted = loss_set(&p);
             let report = apply::execute(&p, target.clone(), &ApplyOptions::default(), Arc::new(NoJournal)).await;
             assert!(report.failures.is_empty() && report.verify_mismatches.is_empty(), "{db} {name}: apply failed");
             let targets: Vec<(Reader, DynStore)> = Reader::ALL.iter().map(|r| (*r, open(*r))).collect();
@@ -325,12 +329,7 @@ async fn on_airflow_made_metastores_plan_losses_equal_verify_findings() {
             let mut written = src_inv.clone();
             written.retain(|id| !errored.contains(id));
             let v = verify::verify(&targets, Some(&written), &selection).await.unwrap();
-            let found: BTreeSet<(String, &str, &str)> = v
-                .findings
-                .iter()
-                .filter(|f| f.kind == verify::FindingKind::DiffersFromSource)
-                .flat_map(|f| f.fields.iter().flat_map(move |fl| f.readers.iter().map(move |r| (f.id.id.clone(), *fl, *r))))
-                .collect();
+            let found = finding_set(&v);
             assert_eq!(predicted, found, "{db} {name}: plan losses vs verify findings\n{}", v.table());
             let again = plan::diff(
                 src.as_ref(),

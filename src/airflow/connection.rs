@@ -477,11 +477,11 @@ pub fn from_fields(
     m: &serde_json::Map<String, serde_json::Value>,
     reader: Reader,
 ) -> Result<Connection, ParseError> {
-    let items = m
-        .iter()
-        .map(|(k, v)| (k.clone(), pyjson::from_serde(v)))
-        .collect();
-    from_items(items, reader)
+    from_items(dict_items(m), reader)
+}
+
+fn dict_items(m: &serde_json::Map<String, serde_json::Value>) -> Vec<(String, PyJson)> {
+    m.iter().map(|(k, v)| (k.clone(), pyjson::from_serde(v))).collect()
 }
 
 const FIELD_KEYS: [&str; 8] = [
@@ -503,11 +503,7 @@ pub fn from_kwargs(
     m: &serde_json::Map<String, serde_json::Value>,
     reader: Reader,
 ) -> Result<Connection, ParseError> {
-    let items = m
-        .iter()
-        .map(|(k, v)| (k.clone(), pyjson::from_serde(v)))
-        .collect();
-    from_items_as(items, reader, Construct::Kwargs)
+    from_items_as(dict_items(m), reader, Construct::Kwargs)
 }
 
 /// How a field dict becomes a `Connection`.
