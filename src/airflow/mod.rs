@@ -6,6 +6,7 @@ pub mod connection;
 pub mod fidelity;
 pub mod fernet;
 pub mod metastore;
+pub mod python;
 
 /// The characters Python's `str.splitlines()` breaks on (Airflow's `.env` parser splits on them).
 pub fn is_py_line_break(c: char) -> bool {
