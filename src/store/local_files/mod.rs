@@ -232,6 +232,13 @@ impl LocalFilesStore {
     /// What the file will hold for `entry` (JSON/YAML), or the `.env` value; refusals by item.
     fn render(&self, side: &FileSide, entry: &Entry) -> Result<Rendered, StoreError> {
         let id = &entry.id;
+        let size = match &entry.value {
+            Value::Variable(v) => v.value.len(),
+            Value::Connection(c) => connection::to_json(c).len(),
+        };
+        if size > MAX_VALUE_BYTES {
+            return Err(self.item_err(id, ItemErrorKind::TooLarge, format!("{size} bytes; the local-files limit is {MAX_VALUE_BYTES}")));
+        }
         match (side.format, &entry.value) {
             (FileFormat::Env, Value::Variable(v)) => {
                 if v.value.is_empty() {
