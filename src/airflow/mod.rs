@@ -3,6 +3,7 @@
 //! The contract is `shared/spec/airflow-formats.md`; the vectors in `tests/data/` (recorded from real Airflow) test it.
 
 pub mod connection;
+pub mod env;
 pub mod fidelity;
 pub mod fernet;
 pub mod metastore;
