@@ -702,7 +702,9 @@ impl Store for VaultStore {
         caps.can_delete = true;
         caps.conditional_writes = v2;
         caps.read_batch = 100;
-        caps.write_concurrency = 8;
+        // The cap of the apply's adaptive limit (it starts at 8 and grows while latency stays
+        // flat): a Vault a 10 ms round trip away needs ~32 writes in flight to be used well.
+        caps.write_concurrency = 64;
         caps
     }
 
