@@ -10,7 +10,10 @@
 //! - the window's mean write latency stays within 1.5× (plus 1 ms) of the lowest window mean seen:
 //!   more in flight is not queueing at the backend, so the limit doubles (slow start, until the
 //!   first sign of congestion) or grows by one (after it), up to the target's cap
-//!   ([`crate::store::Capabilities::write_concurrency`]);
+//!   ([`crate::store::Capabilities::write_concurrency`]) and no further than the in-flight count
+//!   a target rate needs at that base latency (Little's law: in flight = rate × latency; 800
+//!   writes/s for an apply): a backend that answers in 5 ms gets no more than the start, one a
+//!   10 ms round trip away (~44 ms per Vault write: four calls) about 36;
 //! - the mean rose beyond that: the extra writes only queue at a saturated backend, so the limit
 //!   shrinks by 10 %;
 //! - a throttled, unavailable or unreachable answer halves the limit at once, at most once per
@@ -19,6 +22,8 @@
 //! A backend a network round trip away (latency flat as writes are added) so climbs to the cap
 //! within a few windows, while a loopback server that is CPU-bound stays near the concurrency it
 //! can serve.
+//!
+//! The Vault store's reads during plans (scans and GETs, `read_concurrency`) use the same limiter.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -36,11 +41,26 @@ pub enum Outcome {
     Other,
 }
 
+impl Outcome {
+    /// What a store call that was sent at `sent` told the limiter.
+    pub fn of<T>(result: &Result<T, crate::store::StoreError>, sent: tokio::time::Instant) -> Self {
+        use crate::store::StoreError as E;
+        match result {
+            Ok(_) => Outcome::Answered(sent.elapsed()),
+            Err(E::Throttled { .. } | E::Unavailable { .. } | E::Unreachable { .. }) => Outcome::Overloaded,
+            Err(_) => Outcome::Other,
+        }
+    }
+}
+
 /// The AIMD state of an adaptive limit (no clock: the caller measures latencies).
 #[derive(Debug)]
 struct Aimd {
     limit: f64,
     cap: f64,
+    start: f64,
+    /// Operations per second the limit is sized for: it never grows beyond rate × base latency.
+    rate: f64,
     slow_start: bool,
     /// The lowest window mean latency seen: the backend's latency when nothing queues.
     base: Option<Duration>,
@@ -68,10 +88,17 @@ impl Aimd {
     /// Absolute slack, so near-zero latencies (files, memory) count as flat.
     const SLACK: Duration = Duration::from_millis(1);
 
-    fn new(start: usize, cap: usize) -> Self {
+    fn new(start: usize, cap: usize, rate: f64) -> Self {
         let cap = cap.max(1);
         let start = start.clamp(1, cap);
-        Self { limit: start as f64, cap: cap as f64, slow_start: true, base: None, window: Window::new(start) }
+        let (limit, cap, rate) = (start as f64, cap as f64, rate.max(0.0));
+        Self { limit, cap, start: limit, rate, slow_start: true, base: None, window: Window::new(start) }
+    }
+
+    /// The most the limit may grow to: what `rate` needs at the base latency, within start..cap.
+    fn ceiling(&self) -> f64 {
+        let need = self.base.map_or(0.0, |b| (b.as_secs_f64() * self.rate).ceil());
+        need.clamp(self.start, self.cap)
     }
 
     fn current(&self) -> usize {
@@ -107,10 +134,9 @@ impl Aimd {
             if mean > base.mul_f64(Self::TOLERANCE) + Self::SLACK {
                 self.slow_start = false;
                 self.limit = (self.limit * 0.9).max(1.0);
-            } else if self.slow_start {
-                self.limit = (self.limit * 2.0).min(self.cap);
-            } else {
-                self.limit = (self.limit + 1.0).min(self.cap);
+            } else if self.limit < self.ceiling() {
+                let grown = if self.slow_start { self.limit * 2.0 } else { self.limit + 1.0 };
+                self.limit = grown.min(self.ceiling());
             }
         }
         self.window = Window::new(self.current());
@@ -122,6 +148,8 @@ impl Aimd {
 pub struct Limiter {
     permits: Semaphore,
     state: Mutex<State>,
+    /// What is limited, for the logs: "write" or "read".
+    what: &'static str,
 }
 
 #[derive(Debug)]
@@ -166,16 +194,23 @@ impl Limiter {
         Self::with(None, n)
     }
 
-    /// Starts at `start` in flight and follows the measured latency, never above `cap`.
-    pub fn adaptive(start: usize, cap: usize) -> Self {
-        let aimd = Aimd::new(start, cap);
+    /// Starts at `start` in flight and follows the measured latency, never above `cap` nor above
+    /// what `rate` operations per second need at the measured base latency.
+    pub fn adaptive(start: usize, cap: usize, rate: f64) -> Self {
+        let aimd = Aimd::new(start, cap, rate);
         let n = aimd.current();
         Self::with(Some(aimd), n)
     }
 
     fn with(aimd: Option<Aimd>, n: usize) -> Self {
         let state = State { aimd, fixed: n, granted: n, peak: 0, held: 0 };
-        Self { permits: Semaphore::new(n), state: Mutex::new(state) }
+        Self { permits: Semaphore::new(n), state: Mutex::new(state), what: "write" }
+    }
+
+    /// Name what is limited in the logs ("read").
+    pub fn limiting(mut self, what: &'static str) -> Self {
+        self.what = what;
+        self
     }
 
     /// Whether the limit adapts.
@@ -216,7 +251,7 @@ impl Limiter {
         aimd.record(outcome);
         let after = aimd.current();
         if after != before {
-            tracing::debug!(from = before, to = after, "in-flight write limit changed");
+            tracing::debug!(op = self.what, from = before, to = after, "in-flight limit changed");
         }
         self.grow(&mut s);
     }
@@ -237,10 +272,23 @@ mod tests {
     use crate::store::Store;
 
     const RTT: Duration = Duration::from_millis(40);
+    /// A rate no latency here limits: the AIMD alone.
+    const UNSIZED: f64 = 1e9;
+
+    #[test]
+    fn the_limit_grows_only_as_far_as_the_target_rate_needs_at_the_measured_latency() {
+        for (latency_ms, settles) in [(2, 8), (12, 12), (40, 40), (100, 64)] {
+            let mut a = Aimd::new(8, 64, 1000.0);
+            for _ in 0..1000 {
+                a.record(Outcome::Answered(Duration::from_millis(latency_ms)));
+            }
+            assert_eq!(a.current(), settles, "{latency_ms} ms per write at 1000 writes/s");
+        }
+    }
 
     #[test]
     fn under_constant_latency_the_limit_climbs_to_the_cap_and_stays() {
-        let mut a = Aimd::new(8, 64);
+        let mut a = Aimd::new(8, 64, UNSIZED);
         let mut seen = vec![a.current()];
         for _ in 0..1000 {
             a.record(Outcome::Answered(RTT));
@@ -255,7 +303,7 @@ mod tests {
 
     #[test]
     fn a_throttle_halves_the_limit_once_per_window_and_it_climbs_back_by_one() {
-        let mut a = Aimd::new(32, 64);
+        let mut a = Aimd::new(32, 64, UNSIZED);
         for _ in 0..5 {
             a.record(Outcome::Overloaded);
         }
@@ -281,7 +329,7 @@ mod tests {
     #[test]
     fn rising_latency_stops_the_growth_and_shrinks_the_limit() {
         // A saturated backend: every extra write in flight only queues (latency ∝ in flight).
-        let mut a = Aimd::new(8, 64);
+        let mut a = Aimd::new(8, 64, UNSIZED);
         let per_write = Duration::from_millis(5);
         let mut highest = 0;
         for _ in 0..5000 {
@@ -295,7 +343,7 @@ mod tests {
 
     #[test]
     fn other_failures_carry_no_signal_and_a_fixed_limit_never_moves() {
-        let mut a = Aimd::new(8, 64);
+        let mut a = Aimd::new(8, 64, UNSIZED);
         for _ in 0..8 {
             a.record(Outcome::Other);
         }
@@ -311,7 +359,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn slots_follow_the_limit_both_ways() {
-        let l = Limiter::adaptive(4, 16);
+        let l = Limiter::adaptive(4, 16, UNSIZED);
         let held: Vec<Permit<'_>> = futures::future::join_all((0..4).map(|_| l.acquire())).await;
         // A fifth waits while four are held.
         assert!(tokio::time::timeout(Duration::from_secs(1), l.acquire()).await.is_err());
@@ -404,8 +452,9 @@ mod tests {
         crate::apply::execute(&plan, target, &opts, std::sync::Arc::new(crate::apply::NoJournal)).await
     }
 
+    /// A write 100 ms away (a Vault write is four calls): 800 writes/s need more than the cap.
     fn flat(_: usize) -> Duration {
-        Duration::from_millis(40)
+        Duration::from_millis(100)
     }
 
     #[tokio::test(start_paused = true)]
@@ -414,6 +463,11 @@ mod tests {
         let report = apply(remote.clone(), 2000, None).await;
         assert_eq!(report.created, 2000, "{:?}", report.failures);
         assert_eq!(remote.peak(), 64, "constant latency: the limit reached the target's cap");
+
+        // On loopback (2 ms a write) 8 in flight already exceed 800 writes/s: it stays at the start.
+        let near = Remote::new(64, |_| Duration::from_millis(2), usize::MAX);
+        assert_eq!(apply(near.clone(), 2000, None).await.created, 2000);
+        assert_eq!(near.peak(), 8);
 
         let pinned = Remote::new(64, flat, usize::MAX);
         let report = apply(pinned.clone(), 500, Some(4)).await;
