@@ -480,6 +480,8 @@ mod tests {
         assert_eq!(c.connections_path, ["airflow/conns", "legacy"]);
         assert!(c.variables_path.is_empty());
         assert_eq!(c.connection_format, VaultConnectionFormat::Uri);
+        assert_eq!(c.read_concurrency, Some(4), "a configured read_concurrency is a fixed limit");
+        assert_eq!(VaultConfig { read_concurrency: Some(0), ..VaultConfig::default() }.validate().unwrap_err(), "read_concurrency must be at least 1");
         assert!(matches!(&c.auth, VaultAuth::Approle { auth_mount_point, .. } if auth_mount_point == "ar"));
         let shown = format!("{c:?}");
         assert!(!shown.contains("canary"), "{shown}");
