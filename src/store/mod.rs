@@ -81,7 +81,9 @@ pub struct Capabilities {
     pub conditional_writes: bool,
     /// Items per batched read call.
     pub read_batch: usize,
-    /// Writes in flight at once.
+    /// Writes in flight at most. A quota-paced target (`write_rate`) keeps this many in flight;
+    /// for an unpaced one it is the cap of the apply's latency-following limit
+    /// (`crate::apply::limit`). `[apply] concurrency` overrides both with a fixed number.
     pub write_concurrency: usize,
     /// The backend's published write quota (requests per second, per account/project/vault):
     /// applies pace themselves to it instead of discovering it by being throttled, and so leave

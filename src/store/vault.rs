@@ -47,6 +47,7 @@ pub use value::{decode_connection, decode_variable, encode_connection, encode_va
 use super::{Capabilities, ConnectionFormat, Placement, Precondition, Store, StoreError};
 use crate::airflow::connection::Reader;
 use crate::model::{Entry, Inventory, ItemError, ItemErrorKind, ItemId, Kind, Meta, Ownership, Value, Variable};
+use crate::apply::limit::{Limiter, Outcome};
 use crate::secret::SecretValue;
 
 /// Attempts per request for retryable failures (429, 5xx, dropped connections).
@@ -99,6 +100,14 @@ enum ReadOutcome {
 /// the HTTP listener requests over 32 MiB: larger values are refused in the plan, before any write.
 pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
 
+/// Without `read_concurrency`: reads in flight start at 16 and follow latency up to 64
+/// ([`crate::apply::limit`]), so a Vault a round trip away is read nearly as fast as one on
+/// loopback.
+pub const READS_START: usize = 16;
+pub const READS_MAX: usize = 64;
+/// ... and no further than this many reads per second need at the measured latency.
+pub const READS_PER_SECOND: f64 = 4000.0;
+
 pub struct VaultStore {
     config: VaultConfig,
     address: String,
@@ -115,6 +124,8 @@ pub struct VaultStore {
     /// Which Airflow reader stored values are decoded as (default: Airflow 3 with hashicorp ≥ 4.8,
     /// `from_json` normalisation; Airflow 2.10 pairs with hashicorp < 4.8, `Connection(**dict)`).
     reader: Reader,
+    /// Reads and LISTs in flight during scan/read: `read_concurrency`, else following latency.
+    reads: Limiter,
 }
 
 impl fmt::Display for VaultStore {
@@ -167,7 +178,13 @@ impl VaultStore {
         check_address(&address).map_err(|m| cfg_err(format!("url {address:?}: {m}")))?;
         let settings = client_settings(&config, &address).map_err(cfg_err)?;
         let placeholder = Arc::new(build_client(&settings, "").map_err(cfg_err)?);
+        let reads = match config.read_concurrency {
+            Some(n) => Limiter::fixed(n),
+            None => Limiter::adaptive(READS_START, READS_MAX, READS_PER_SECOND),
+        }
+        .limiting("read");
         let mut store = VaultStore {
+            reads,
             config,
             address,
             settings,
@@ -508,10 +525,13 @@ impl VaultStore {
             let listed: Vec<(String, Result<Vec<String>, StoreError>)> = stream::iter(batch)
                 .map(|rel| async move {
                     let folder = if root.is_empty() { rel.clone() } else { format!("{root}/{rel}") };
+                    let _slot = self.reads.acquire().await;
+                    let sent = tokio::time::Instant::now();
                     let keys = self.list_folder(mount, &folder).await;
+                    self.reads.record(Outcome::of(&keys, sent));
                     (rel, keys)
                 })
-                .buffer_unordered(self.config.read_concurrency)
+                .buffer_unordered(self.reads.cap())
                 .collect()
                 .await;
             for (rel, keys) in listed {
@@ -565,8 +585,18 @@ impl VaultStore {
     async fn read_candidates(&self, candidates: Vec<(ItemId, Vec<SecretPath>)>) -> Result<Inventory, StoreError> {
         let outcomes: Vec<(ItemId, Result<ReadOutcome, StoreError>)> = stream::iter(candidates)
             .map(|(id, paths)| async move {
+                let _slot = self.reads.acquire().await;
                 for sp in paths {
-                    match self.read_at(&sp).await {
+                    let sent = tokio::time::Instant::now();
+                    let read = self.read_at(&sp).await;
+                    self.reads.record(match &read {
+                        Ok(_) | Err(Failure::Denied) => Outcome::Answered(sent.elapsed()),
+                        Err(Failure::Throttled | Failure::Unavailable(_) | Failure::Unreachable(_) | Failure::Sealed) => {
+                            Outcome::Overloaded
+                        }
+                        Err(_) => Outcome::Other,
+                    });
+                    match read {
                         Ok(Some((data, meta))) => return (id, Ok(ReadOutcome::Found(data, meta))),
                         Ok(None) => continue,
                         Err(Failure::Denied) => return (id, Ok(ReadOutcome::Denied(sp))),
@@ -578,7 +608,7 @@ impl VaultStore {
                 }
                 (id, Ok(ReadOutcome::Absent))
             })
-            .buffer_unordered(self.config.read_concurrency)
+            .buffer_unordered(self.reads.cap())
             .collect()
             .await;
         let mut inv = Inventory::new();
@@ -702,7 +732,9 @@ impl Store for VaultStore {
         caps.can_delete = true;
         caps.conditional_writes = v2;
         caps.read_batch = 100;
-        caps.write_concurrency = 8;
+        // The cap of the apply's adaptive limit (it starts at 8 and grows while latency stays
+        // flat): a Vault a 10 ms round trip away needs ~32 writes in flight to be used well.
+        caps.write_concurrency = 64;
         caps
     }
 

@@ -167,9 +167,10 @@ pub struct VaultConfig {
     /// Allow blind writes (no precondition) and deletes over secrets this tool did not write.
     #[serde(default)]
     pub adopt: bool,
-    /// Reads (and LISTs) in flight at once during scan/read.
-    #[serde(default = "default_read_concurrency")]
-    pub read_concurrency: usize,
+    /// Reads (and LISTs) in flight at once during scan/read, fixed. Default: a limit that follows
+    /// the measured latency, from 16 up to 64 (`crate::apply::limit`, as an apply's writes).
+    #[serde(default)]
+    pub read_concurrency: Option<usize>,
 }
 
 fn default_mount_point() -> Option<String> {
@@ -180,9 +181,6 @@ fn default_connections_path() -> Vec<String> {
 }
 fn default_variables_path() -> Vec<String> {
     vec!["variables".into()]
-}
-fn default_read_concurrency() -> usize {
-    16
 }
 
 impl Default for VaultConfig {
@@ -199,7 +197,7 @@ impl Default for VaultConfig {
             skip_verify: false,
             auth: VaultAuth::default(),
             adopt: false,
-            read_concurrency: default_read_concurrency(),
+            read_concurrency: None,
         }
     }
 }
@@ -246,7 +244,7 @@ impl VaultConfig {
                 }
             }
         }
-        if self.read_concurrency == 0 {
+        if self.read_concurrency == Some(0) {
             return Err("read_concurrency must be at least 1".into());
         }
         Ok(())
@@ -449,7 +447,7 @@ mod tests {
         assert_eq!(c.connections_path, ["connections"]);
         assert_eq!(c.variables_path, ["variables"]);
         assert_eq!(c.connection_format, VaultConnectionFormat::Fields);
-        assert_eq!(c.read_concurrency, 16);
+        assert_eq!(c.read_concurrency, None, "following latency, from 16 up to 64");
         assert!(!c.adopt);
         assert!(matches!(c.auth, VaultAuth::Token { token: None, token_path: None }));
     }
@@ -482,6 +480,8 @@ mod tests {
         assert_eq!(c.connections_path, ["airflow/conns", "legacy"]);
         assert!(c.variables_path.is_empty());
         assert_eq!(c.connection_format, VaultConnectionFormat::Uri);
+        assert_eq!(c.read_concurrency, Some(4), "a configured read_concurrency is a fixed limit");
+        assert_eq!(VaultConfig { read_concurrency: Some(0), ..VaultConfig::default() }.validate().unwrap_err(), "read_concurrency must be at least 1");
         assert!(matches!(&c.auth, VaultAuth::Approle { auth_mount_point, .. } if auth_mount_point == "ar"));
         let shown = format!("{c:?}");
         assert!(!shown.contains("canary"), "{shown}");
