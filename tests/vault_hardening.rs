@@ -75,7 +75,10 @@ fn a_backend_that_dies_mid_apply_stops_the_writes_and_the_rerun_resumes() {
     std::fs::write(d.join("connections.json"), "{}").unwrap();
     // About four calls per new item: the proxy dies roughly a quarter of the way in.
     let proxy = TcpProxy::start(port_of(&bao.url()), 400);
-    std::fs::write(d.join("config.toml"), config(d, &proxy.url(), "")).unwrap();
+    // A fixed in-flight limit (the adaptive one follows the machine's latency): what is bounded
+    // below is the writes sent after the breaker opened, not how many were already in flight.
+    let cfg = format!("{}\n[apply]\nconcurrency = 8\n", config(d, &proxy.url(), ""));
+    std::fs::write(d.join("config.toml"), cfg).unwrap();
 
     let (code, text) = run(d, &["migrate", "--apply"]);
     assert!(
