@@ -4,6 +4,8 @@
 //! `expected_with_key` is what Airflow itself returned; it is the oracle.
 
 mod support;
+#[path = "support/counting_proxy.rs"]
+mod counting_proxy;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -664,4 +666,52 @@ async fn mariadb_missing_tables_is_a_schema_error() {
     let e = MetastoreStore::open_with_env(&config(my.sqlalchemy_url(), None), &no_env).await.expect_err("empty db");
     assert!(matches!(e, StoreError::Schema { .. }), "{e}");
     assert!(e.to_string().contains("airflow db migrate"), "{e}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// What a run costs the database: connections and TLS handshakes, counted by a proxy.
+
+/// Open, probe, read everything and check: all on the one connection `open` made.
+async fn connections_for_a_plan(url: &str) -> (usize, usize, usize) {
+    let proxy = counting_proxy::CountingProxy::start(counting_proxy::port_of(url));
+    let store = open(&config(counting_proxy::with_port(url, proxy.port()), Some(""))).await;
+    let inv = scan(&store).await;
+    assert!(inv.ids().count() > 0, "{store}: nothing read");
+    store.check().await.unwrap();
+    let (opened, tls) = (proxy.connections(), proxy.ssl_requests());
+
+    // Lost (a database restart): the next use reconnects once, and goes on on the new connection.
+    proxy.kill_all();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store.check().await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "{store}: never reconnected");
+    }
+    scan(&store).await;
+    (opened, tls, proxy.connections())
+}
+
+#[tokio::test]
+async fn postgres_plan_costs_one_connection_and_one_handshake() {
+    let (_dir, path) = copy_db("airflow-3.3.2.db");
+    let pg = support::fresh_postgres().await;
+    load_postgres(&pg, &path, "postgres_3x.sql", None).await;
+    // sslmode unset is libpq's `prefer`: TLS when the server offers it (the test server may not).
+    let server_tls: String = {
+        let mut c = sqlx::PgConnection::connect(&pg.url).await.unwrap();
+        sqlx::query_scalar("SHOW ssl").fetch_one(&mut c).await.unwrap()
+    };
+    let (opened, tls, after_loss) = connections_for_a_plan(&pg.sqlalchemy_url()).await;
+    assert_eq!(opened, 1, "connections for one plan");
+    assert_eq!(tls, 1, "SSLRequests for one plan (server ssl = {server_tls})");
+    assert_eq!(after_loss, 2, "a lost connection is reopened once");
+}
+
+#[tokio::test]
+async fn mariadb_plan_costs_one_connection() {
+    let (_dir, path) = copy_db("airflow-3.3.2.db");
+    let my = support::fresh_mysql().await;
+    load_mysql(&my, &path, "mysql_3x.sql").await;
+    let (opened, _, after_loss) = connections_for_a_plan(&my.sqlalchemy_url()).await;
+    assert_eq!(opened, 1, "connections for one plan");
+    assert_eq!(after_loss, 2, "a lost connection is reopened once");
 }
