@@ -715,3 +715,33 @@ async fn mariadb_plan_costs_one_connection() {
     assert_eq!(opened, 1, "connections for one plan");
     assert_eq!(after_loss, 2, "a lost connection is reopened once");
 }
+
+/// sslmode as libpq reads it: disable and allow (the server takes plain) ask for no TLS; prefer and
+/// require ask once; verify-full refuses a certificate no trusted root signed.
+#[tokio::test]
+async fn postgres_sslmode_is_honoured() {
+    let (_dir, path) = copy_db("airflow-3.3.2.db");
+    let pg = support::fresh_postgres().await;
+    load_postgres(&pg, &path, "postgres_3x.sql", None).await;
+    let server_tls = {
+        let mut c = sqlx::PgConnection::connect(&pg.url).await.unwrap();
+        sqlx::query_scalar::<_, String>("SHOW ssl").fetch_one(&mut c).await.unwrap() == "on"
+    };
+    let upstream = counting_proxy::port_of(&pg.url);
+    for (mode, ssl_requests) in [("disable", 0), ("allow", 0), ("prefer", 1), ("require", 1)] {
+        if mode == "require" && !server_tls {
+            continue;
+        }
+        let proxy = counting_proxy::CountingProxy::start(upstream);
+        let url = format!("{}?sslmode={mode}", counting_proxy::with_port(&pg.sqlalchemy_url(), proxy.port()));
+        let store = open(&config(url, Some(""))).await;
+        scan(&store).await;
+        assert_eq!((proxy.connections(), proxy.ssl_requests()), (1, ssl_requests), "sslmode={mode}");
+    }
+    if server_tls {
+        // The test server's certificate is self-signed (Debian's snakeoil): not verifiable.
+        let url = format!("{}?sslmode=verify-full", pg.sqlalchemy_url());
+        let e = MetastoreStore::open_with_env(&config(url, Some("")), &no_env).await.expect_err("unverifiable certificate");
+        assert!(matches!(e, StoreError::Unreachable { .. }), "{e}");
+    }
+}

@@ -20,7 +20,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
-use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgSslMode};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use sqlx::{AssertSqlSafe, ColumnIndex, ConnectOptions, Decode, Row, Type};
 
@@ -961,20 +961,40 @@ async fn connect(url: &MetastoreUrl, store: &str) -> Result<Pool, StoreError> {
     // One direct attempt, not through a pool: a pool would retry "connection refused" until its
     // timeout, and the operator wants the reason now. On PostgreSQL and MySQL this connection is
     // then the store's only one (src/store/sql_conn.rs): one TLS handshake and login per run.
-    macro_rules! first {
+    macro_rules! attempt {
         ($opts:expr) => {
             match tokio::time::timeout(CONNECT_TIMEOUT, $opts.connect()).await {
                 Err(_) => return Err(unreachable(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()))),
-                Ok(Err(e)) => return Err(classify_connect(e, store, url)),
-                Ok(Ok(conn)) => conn,
+                Ok(r) => r,
             }
+        };
+    }
+    macro_rules! first {
+        ($opts:expr) => {
+            attempt!($opts).map_err(|e| classify_connect(e, store, url))?
         };
     }
     match url.dialect {
         Dialect::Postgres => {
             // No statement cache: PgBouncer in transaction mode (dependencies.md pitfall 9).
-            let opts = PgConnectOptions::from_str(url.sqlx_url()).map_err(config)?.statement_cache_capacity(0);
-            let conn = first!(opts);
+            let mut opts = PgConnectOptions::from_str(url.sqlx_url()).map_err(config)?.statement_cache_capacity(0);
+            // sslmode as libpq reads it. sqlx does disable, prefer (TLS if the server offers it,
+            // else plain), require (TLS, unverified), verify-ca and verify-full; `allow` it takes
+            // as disable, where libpq tries plain first and TLS when the server refuses plain.
+            let conn = if matches!(opts.get_ssl_mode(), PgSslMode::Allow) {
+                match attempt!(opts) {
+                    Ok(conn) => conn,
+                    Err(sqlx::Error::Database(refused)) => {
+                        tracing::debug!(store, reason = %url.scrub(&refused.to_string()),
+                            "sslmode=allow: a plain connection was refused; trying TLS");
+                        opts = opts.ssl_mode(PgSslMode::Require);
+                        first!(opts)
+                    }
+                    Err(e) => return Err(classify_connect(e, store, url)),
+                }
+            } else {
+                first!(opts)
+            };
             Ok(Pool::Postgres(SingleConn::new(opts, conn, CONNECT_TIMEOUT)))
         }
         Dialect::MySql => {
