@@ -24,7 +24,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgSslMode};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use sqlx::{AssertSqlSafe, ColumnIndex, ConnectOptions, Decode, Row, Type};
 
-use super::sql_conn::SingleConn;
+use super::sql_conn::{NoDelayRelay, SingleConn};
 use super::{Capabilities, ConnectionFormat, Precondition, Store, StoreError};
 use crate::airflow::fernet::{
     AirflowFernet, DecryptError, ENV_FERNET_KEY, ENV_FERNET_KEY_CMD, ENV_FERNET_KEY_SECRET, KeySource, resolve_key,
@@ -969,6 +969,14 @@ async fn connect(url: &MetastoreUrl, store: &str) -> Result<Pool, StoreError> {
             }
         };
     }
+    macro_rules! relay {
+        ($host:expr, $port:expr, $name:expr) => {
+            match tokio::time::timeout(CONNECT_TIMEOUT, NoDelayRelay::start($host, $port, $name)).await {
+                Err(_) => return Err(unreachable(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()))),
+                Ok(r) => r.map_err(|e| classify_connect(sqlx::Error::Io(e), store, url))?,
+            }
+        };
+    }
     macro_rules! first {
         ($opts:expr) => {
             attempt!($opts).map_err(|e| classify_connect(e, store, url))?
@@ -992,15 +1000,28 @@ async fn connect(url: &MetastoreUrl, store: &str) -> Result<Pool, StoreError> {
                     }
                     Err(e) => return Err(classify_connect(e, store, url)),
                 }
+            } else if opts.get_socket().is_none() && !matches!(opts.get_ssl_mode(), PgSslMode::Disable) {
+                // TLS is asked for: through the relay that sets TCP_NODELAY (sql_conn.rs).
+                let relay = relay!(opts.get_host(), opts.get_port(), &format!(".s.PGSQL.{}", opts.get_port()));
+                opts = opts.socket(relay.dir());
+                let conn = first!(opts);
+                return Ok(Pool::Postgres(SingleConn::new(opts, conn, CONNECT_TIMEOUT).with_relay(Some(relay))));
             } else {
                 first!(opts)
             };
             Ok(Pool::Postgres(SingleConn::new(opts, conn, CONNECT_TIMEOUT)))
         }
         Dialect::MySql => {
-            let opts = MySqlConnectOptions::from_str(url.sqlx_url()).map_err(config)?;
+            let mut opts = MySqlConnectOptions::from_str(url.sqlx_url()).map_err(config)?;
+            // TLS possible (ssl-mode is not DISABLED): through the relay that sets TCP_NODELAY.
+            let mut relay = None;
+            if opts.get_socket().is_none() && !matches!(opts.get_ssl_mode(), sqlx::mysql::MySqlSslMode::Disabled) {
+                let r = relay!(opts.get_host(), opts.get_port(), "mysqld.sock");
+                opts = opts.socket(r.path());
+                relay = Some(r);
+            }
             let conn = first!(opts);
-            Ok(Pool::MySql(SingleConn::new(opts, conn, CONNECT_TIMEOUT)))
+            Ok(Pool::MySql(SingleConn::new(opts, conn, CONNECT_TIMEOUT).with_relay(relay)))
         }
         Dialect::Sqlite => {
             // Never create an empty file: a typo in the path must be an error, not a new metastore.

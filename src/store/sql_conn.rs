@@ -21,6 +21,9 @@ pub(crate) struct SingleConn<C: Connection> {
     /// A query failed: ping before the next use.
     suspect: AtomicBool,
     slot: tokio::sync::Mutex<Slot<C>>,
+    /// What `opts` connects through, kept as long as the connection may be reopened.
+    #[cfg(unix)]
+    relay: Option<NoDelayRelay>,
 }
 
 struct Slot<C> {
@@ -56,7 +59,21 @@ impl<C: Connection> SingleConn<C> {
     /// Start with `conn`, already open with `opts`.
     pub(crate) fn new(opts: C::Options, conn: C, connect_timeout: Duration) -> Self {
         let slot = Slot { conn: Some(conn), last_used: Instant::now() };
-        Self { opts, connect_timeout, suspect: AtomicBool::new(false), slot: tokio::sync::Mutex::new(slot) }
+        Self {
+            opts,
+            connect_timeout,
+            suspect: AtomicBool::new(false),
+            slot: tokio::sync::Mutex::new(slot),
+            #[cfg(unix)]
+            relay: None,
+        }
+    }
+
+    /// Keep `relay` (which `opts` connects through) alive with the connection.
+    #[cfg(unix)]
+    pub(crate) fn with_relay(mut self, relay: Option<NoDelayRelay>) -> Self {
+        self.relay = relay;
+        self
     }
 
     /// A query failed (perhaps because the connection is gone): check it before the next use.
@@ -81,5 +98,73 @@ impl<C: Connection> SingleConn<C> {
             slot.conn = Some(conn);
         }
         Ok(ConnGuard { slot })
+    }
+}
+
+/// A relay in this process that puts `TCP_NODELAY` on the driver's connections: sqlx 0.9 does
+/// not set it (launchbadge/sqlx#4335), and a TLS handshake then stalls twice on Nagle's algorithm
+/// against the server's delayed ACK (~40 ms each on Linux: the handshake's CCS and ClientHello,
+/// then its Finished and the startup message, leave as separate small writes). The driver
+/// connects to a Unix socket in a private temporary directory; each connection there is relayed
+/// to a TCP connection to the database with `TCP_NODELAY` set. TLS stays end to end (the driver
+/// still negotiates it, verifying the host it was given); the relay only copies bytes.
+#[cfg(unix)]
+pub(crate) struct NoDelayRelay {
+    // Removed (with the socket) when the relay is dropped.
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+#[cfg(unix)]
+impl NoDelayRelay {
+    /// Connect to `host:port` once (so that "connection refused" and the like are reported as
+    /// themselves), then listen for the driver on `socket_name` in a new private directory
+    /// (PostgreSQL's drivers take a directory and look for `.s.PGSQL.<port>` in it).
+    pub(crate) async fn start(host: &str, port: u16, socket_name: &str) -> std::io::Result<Self> {
+        let first = Self::dial(host, port).await?;
+        let dir = tempfile::Builder::new().prefix("airflow-secrets-sync-db-").tempdir()?;
+        let path = dir.path().join(socket_name);
+        let listener = tokio::net::UnixListener::bind(&path)?;
+        let host = host.to_string();
+        let accept = tokio::spawn(async move {
+            let mut first = Some(first);
+            while let Ok((mut local, _)) = listener.accept().await {
+                let remote = match first.take() {
+                    Some(s) => Ok(s),
+                    None => Self::dial(&host, port).await,
+                };
+                tokio::spawn(async move {
+                    // Unreachable now: dropping `local` closes the driver's connection (its error).
+                    let Ok(mut remote) = remote else { return };
+                    let _ = tokio::io::copy_bidirectional_with_sizes(&mut local, &mut remote, 64 * 1024, 64 * 1024).await;
+                });
+            }
+        });
+        Ok(Self { _dir: dir, path, accept })
+    }
+
+    async fn dial(host: &str, port: u16) -> std::io::Result<tokio::net::TcpStream> {
+        let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+        let stream = tokio::net::TcpStream::connect((host, port)).await?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    }
+
+    /// The socket the driver connects to.
+    pub(crate) fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// The directory holding it.
+    pub(crate) fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+}
+
+#[cfg(unix)]
+impl Drop for NoDelayRelay {
+    fn drop(&mut self) {
+        self.accept.abort();
     }
 }
