@@ -1003,9 +1003,11 @@ async fn connect(url: &MetastoreUrl, store: &str) -> Result<Pool, StoreError> {
             } else if opts.get_socket().is_none() && !matches!(opts.get_ssl_mode(), PgSslMode::Disable) {
                 // TLS is asked for: through the relay that sets TCP_NODELAY (sql_conn.rs).
                 let relay = relay!(opts.get_host(), opts.get_port(), &format!(".s.PGSQL.{}", opts.get_port()));
-                opts = opts.socket(relay.dir());
+                if let Some(r) = &relay {
+                    opts = opts.socket(r.dir());
+                }
                 let conn = first!(opts);
-                return Ok(Pool::Postgres(SingleConn::new(opts, conn, CONNECT_TIMEOUT).with_relay(Some(relay))));
+                return Ok(Pool::Postgres(SingleConn::new(opts, conn, CONNECT_TIMEOUT).with_relay(relay)));
             } else {
                 first!(opts)
             };
@@ -1016,9 +1018,10 @@ async fn connect(url: &MetastoreUrl, store: &str) -> Result<Pool, StoreError> {
             // TLS possible (ssl-mode is not DISABLED): through the relay that sets TCP_NODELAY.
             let mut relay = None;
             if opts.get_socket().is_none() && !matches!(opts.get_ssl_mode(), sqlx::mysql::MySqlSslMode::Disabled) {
-                let r = relay!(opts.get_host(), opts.get_port(), "mysqld.sock");
-                opts = opts.socket(r.path());
-                relay = Some(r);
+                relay = relay!(opts.get_host(), opts.get_port(), "mysqld.sock");
+                if let Some(r) = &relay {
+                    opts = opts.socket(r.path());
+                }
             }
             let conn = first!(opts);
             Ok(Pool::MySql(SingleConn::new(opts, conn, CONNECT_TIMEOUT).with_relay(relay)))

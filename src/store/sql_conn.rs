@@ -121,11 +121,25 @@ impl NoDelayRelay {
     /// Connect to `host:port` once (so that "connection refused" and the like are reported as
     /// themselves), then listen for the driver on `socket_name` in a new private directory
     /// (PostgreSQL's drivers take a directory and look for `.s.PGSQL.<port>` in it).
-    pub(crate) async fn start(host: &str, port: u16, socket_name: &str) -> std::io::Result<Self> {
+    /// `Ok(None)` when no local socket can be made (say, a `TMPDIR` too long for a socket
+    /// path): the driver then connects directly, only slower.
+    pub(crate) async fn start(host: &str, port: u16, socket_name: &str) -> std::io::Result<Option<Self>> {
         let first = Self::dial(host, port).await?;
-        let dir = tempfile::Builder::new().prefix("airflow-secrets-sync-db-").tempdir()?;
-        let path = dir.path().join(socket_name);
-        let listener = tokio::net::UnixListener::bind(&path)?;
+        let listen = || -> std::io::Result<(tempfile::TempDir, std::path::PathBuf, tokio::net::UnixListener)> {
+            let dir = tempfile::Builder::new().prefix("airflow-secrets-sync-db-").tempdir()?;
+            // Only this user may connect (the relay hands out a connection to the database).
+            std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+            let path = dir.path().join(socket_name);
+            let listener = tokio::net::UnixListener::bind(&path)?;
+            Ok((dir, path, listener))
+        };
+        let (dir, path, listener) = match listen() {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::debug!(error = %e, "no local socket for the TCP_NODELAY relay; connecting directly");
+                return Ok(None);
+            }
+        };
         let host = host.to_string();
         let accept = tokio::spawn(async move {
             let mut first = Some(first);
@@ -141,7 +155,7 @@ impl NoDelayRelay {
                 });
             }
         });
-        Ok(Self { _dir: dir, path, accept })
+        Ok(Some(Self { _dir: dir, path, accept }))
     }
 
     async fn dial(host: &str, port: u16) -> std::io::Result<tokio::net::TcpStream> {
@@ -166,5 +180,52 @@ impl NoDelayRelay {
 impl Drop for NoDelayRelay {
     fn drop(&mut self) {
         self.accept.abort();
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn relay_reports_refused_then_copies_both_ways_over_new_connections() {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let e = NoDelayRelay::start("127.0.0.1", free, "s").await.err().expect("nobody listens");
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+
+        // An echo server that counts the connections it accepts.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let (mut r, mut w) = s.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+            }
+        });
+        let relay = NoDelayRelay::start("127.0.0.1", port, ".s.PGSQL.5432").await.unwrap().expect("a socket in TMPDIR");
+        assert_eq!(relay.path(), relay.dir().join(".s.PGSQL.5432"));
+        assert_eq!(std::fs::metadata(relay.dir()).unwrap().permissions().mode() & 0o777, 0o700, "a private directory");
+        for round in 0..2 {
+            let mut local = tokio::net::UnixStream::connect(relay.path()).await.unwrap();
+            let msg = format!("round {round}");
+            local.write_all(msg.as_bytes()).await.unwrap();
+            let mut back = vec![0u8; msg.len()];
+            local.read_exact(&mut back).await.unwrap();
+            assert_eq!(back, msg.as_bytes());
+        }
+        // The connection made at start served the first driver connection; the second dialled anew.
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        let dir = relay.dir().to_path_buf();
+        drop(relay);
+        assert!(!dir.exists(), "the socket's directory is removed with the relay");
     }
 }
