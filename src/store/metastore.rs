@@ -24,7 +24,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgSslMode};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use sqlx::{AssertSqlSafe, ColumnIndex, ConnectOptions, Decode, Row, Type};
 
-use super::sql_conn::{NoDelayRelay, SingleConn};
+use super::sql_conn::{NoDelayRelay, SingleConn, postgres_nodelay};
 use super::{Capabilities, ConnectionFormat, Precondition, Store, StoreError};
 use crate::airflow::fernet::{
     AirflowFernet, DecryptError, ENV_FERNET_KEY, ENV_FERNET_KEY_CMD, ENV_FERNET_KEY_SECRET, KeySource, resolve_key,
@@ -1002,10 +1002,11 @@ async fn connect(url: &MetastoreUrl, store: &str) -> Result<Pool, StoreError> {
                 }
             } else if opts.get_socket().is_none() && !matches!(opts.get_ssl_mode(), PgSslMode::Disable) {
                 // TLS is asked for: through the relay that sets TCP_NODELAY (sql_conn.rs).
-                let relay = relay!(opts.get_host(), opts.get_port(), &format!(".s.PGSQL.{}", opts.get_port()));
-                if let Some(r) = &relay {
-                    opts = opts.socket(r.dir());
-                }
+                let relay;
+                (opts, relay) = match tokio::time::timeout(CONNECT_TIMEOUT, postgres_nodelay(opts)).await {
+                    Err(_) => return Err(unreachable(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()))),
+                    Ok(r) => r.map_err(|e| classify_connect(sqlx::Error::Io(e), store, url))?,
+                };
                 let conn = first!(opts);
                 return Ok(Pool::Postgres(SingleConn::new(opts, conn, CONNECT_TIMEOUT).with_relay(relay)));
             } else {

@@ -183,6 +183,22 @@ impl Drop for NoDelayRelay {
     }
 }
 
+/// `opts` through a [`NoDelayRelay`] when they connect over TCP and may negotiate TLS (sslmode
+/// is not `disable`); the relay must live as long as connections are made with the options.
+#[cfg(unix)]
+pub(crate) async fn postgres_nodelay(
+    opts: sqlx::postgres::PgConnectOptions,
+) -> std::io::Result<(sqlx::postgres::PgConnectOptions, Option<NoDelayRelay>)> {
+    if opts.get_socket().is_some() || matches!(opts.get_ssl_mode(), sqlx::postgres::PgSslMode::Disable) {
+        return Ok((opts, None));
+    }
+    let name = format!(".s.PGSQL.{}", opts.get_port());
+    match NoDelayRelay::start(opts.get_host(), opts.get_port(), &name).await? {
+        Some(relay) => Ok((opts.socket(relay.dir()), Some(relay))),
+        None => Ok((opts, None)),
+    }
+}
+
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;
