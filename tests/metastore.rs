@@ -745,3 +745,23 @@ async fn postgres_sslmode_is_honoured() {
         assert!(matches!(e, StoreError::Unreachable { .. }), "{e}");
     }
 }
+
+/// mysqlclient's `ssl_mode` is honoured (sqlx alone reads only `ssl-mode` and would ignore it):
+/// REQUIRED against a server without TLS fails; DISABLED connects plain.
+#[tokio::test]
+async fn mariadb_ssl_mode_is_honoured() {
+    let (_dir, path) = copy_db("airflow-3.3.2.db");
+    let my = support::fresh_mysql().await;
+    load_mysql(&my, &path, "mysql_3x.sql").await;
+    let have_ssl: String = {
+        let mut c = sqlx::MySqlConnection::connect(&my.url).await.unwrap();
+        sqlx::query_scalar("SELECT CAST(@@have_ssl AS CHAR)").fetch_one(&mut c).await.unwrap()
+    };
+    let store = open(&config(format!("{}?ssl_mode=DISABLED", my.sqlalchemy_url()), Some(""))).await;
+    assert!(scan(&store).await.ids().count() > 0);
+    if have_ssl != "YES" {
+        let url = format!("{}?charset=utf8mb4&ssl_mode=REQUIRED", my.sqlalchemy_url());
+        let e = MetastoreStore::open_with_env(&config(url, Some("")), &no_env).await.expect_err("the server has no TLS");
+        assert!(e.to_string().contains("TLS"), "{e}");
+    }
+}
