@@ -126,7 +126,12 @@ impl NoDelayRelay {
     pub(crate) async fn start(host: &str, port: u16, socket_name: &str) -> std::io::Result<Option<Self>> {
         let first = Self::dial(host, port).await?;
         let listen = || -> std::io::Result<(tempfile::TempDir, std::path::PathBuf, tokio::net::UnixListener)> {
-            let dir = tempfile::Builder::new().prefix("airflow-secrets-sync-db-").tempdir()?;
+            // $XDG_RUNTIME_DIR (per user, never aged) when there is one, else the temp dir.
+            let base = std::env::var_os("XDG_RUNTIME_DIR")
+                .map(std::path::PathBuf::from)
+                .filter(|d| d.is_absolute() && d.is_dir())
+                .unwrap_or_else(std::env::temp_dir);
+            let dir = tempfile::Builder::new().prefix("airflow-secrets-sync-db-").tempdir_in(base)?;
             // Only this user may connect (the relay hands out a connection to the database).
             std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
             let path = dir.path().join(socket_name);
@@ -141,9 +146,25 @@ impl NoDelayRelay {
             }
         };
         let host = host.to_string();
+        let (keep_dir, keep_path) = (dir.path().to_path_buf(), path.clone());
         let accept = tokio::spawn(async move {
             let mut first = Some(first);
-            while let Ok((mut local, _)) = listener.accept().await {
+            // A daemon keeps its stores for weeks: refresh the ctime of the directory and the
+            // socket now and then, so that /tmp cleaners that age files (systemd-tmpfiles: 10
+            // days) never take the socket from under a store that may have to reconnect.
+            let mut refresh = tokio::time::interval(Duration::from_secs(3600));
+            refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                let accepted = tokio::select! {
+                    a = listener.accept() => a,
+                    _ = refresh.tick() => {
+                        for (p, mode) in [(&keep_dir, 0o700), (&keep_path, 0o600)] {
+                            let _ = std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(mode));
+                        }
+                        continue;
+                    }
+                };
+                let Ok((mut local, _)) = accepted else { break };
                 let remote = match first.take() {
                     Some(s) => Ok(s),
                     None => Self::dial(&host, port).await,
