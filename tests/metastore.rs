@@ -4,6 +4,8 @@
 //! `expected_with_key` is what Airflow itself returned; it is the oracle.
 
 mod support;
+#[path = "support/counting_proxy.rs"]
+mod counting_proxy;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -664,4 +666,102 @@ async fn mariadb_missing_tables_is_a_schema_error() {
     let e = MetastoreStore::open_with_env(&config(my.sqlalchemy_url(), None), &no_env).await.expect_err("empty db");
     assert!(matches!(e, StoreError::Schema { .. }), "{e}");
     assert!(e.to_string().contains("airflow db migrate"), "{e}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// What a run costs the database: connections and TLS handshakes, counted by a proxy.
+
+/// Open, probe, read everything and check: all on the one connection `open` made.
+async fn connections_for_a_plan(url: &str) -> (usize, usize, usize) {
+    let proxy = counting_proxy::CountingProxy::start(counting_proxy::port_of(url));
+    let store = open(&config(counting_proxy::with_port(url, proxy.port()), Some(""))).await;
+    let inv = scan(&store).await;
+    assert!(inv.ids().count() > 0, "{store}: nothing read");
+    store.check().await.unwrap();
+    let (opened, tls) = (proxy.connections(), proxy.ssl_requests());
+
+    // Lost (a database restart): the next use reconnects once, and goes on on the new connection.
+    proxy.kill_all();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store.check().await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "{store}: never reconnected");
+    }
+    scan(&store).await;
+    (opened, tls, proxy.connections())
+}
+
+#[tokio::test]
+async fn postgres_plan_costs_one_connection_and_one_handshake() {
+    let (_dir, path) = copy_db("airflow-3.3.2.db");
+    let pg = support::fresh_postgres().await;
+    load_postgres(&pg, &path, "postgres_3x.sql", None).await;
+    // sslmode unset is libpq's `prefer`: TLS when the server offers it (the test server may not).
+    let server_tls: String = {
+        let mut c = sqlx::PgConnection::connect(&pg.url).await.unwrap();
+        sqlx::query_scalar("SHOW ssl").fetch_one(&mut c).await.unwrap()
+    };
+    let (opened, tls, after_loss) = connections_for_a_plan(&pg.sqlalchemy_url()).await;
+    assert_eq!(opened, 1, "connections for one plan");
+    assert_eq!(tls, 1, "SSLRequests for one plan (server ssl = {server_tls})");
+    assert_eq!(after_loss, 2, "a lost connection is reopened once");
+}
+
+#[tokio::test]
+async fn mariadb_plan_costs_one_connection() {
+    let (_dir, path) = copy_db("airflow-3.3.2.db");
+    let my = support::fresh_mysql().await;
+    load_mysql(&my, &path, "mysql_3x.sql").await;
+    let (opened, _, after_loss) = connections_for_a_plan(&my.sqlalchemy_url()).await;
+    assert_eq!(opened, 1, "connections for one plan");
+    assert_eq!(after_loss, 2, "a lost connection is reopened once");
+}
+
+/// sslmode as libpq reads it: disable and allow (the server takes plain) ask for no TLS; prefer and
+/// require ask once; verify-full refuses a certificate no trusted root signed.
+#[tokio::test]
+async fn postgres_sslmode_is_honoured() {
+    let (_dir, path) = copy_db("airflow-3.3.2.db");
+    let pg = support::fresh_postgres().await;
+    load_postgres(&pg, &path, "postgres_3x.sql", None).await;
+    let server_tls = {
+        let mut c = sqlx::PgConnection::connect(&pg.url).await.unwrap();
+        sqlx::query_scalar::<_, String>("SHOW ssl").fetch_one(&mut c).await.unwrap() == "on"
+    };
+    let upstream = counting_proxy::port_of(&pg.url);
+    for (mode, ssl_requests) in [("disable", 0), ("allow", 0), ("prefer", 1), ("require", 1)] {
+        if mode == "require" && !server_tls {
+            continue;
+        }
+        let proxy = counting_proxy::CountingProxy::start(upstream);
+        let url = format!("{}?sslmode={mode}", counting_proxy::with_port(&pg.sqlalchemy_url(), proxy.port()));
+        let store = open(&config(url, Some(""))).await;
+        scan(&store).await;
+        assert_eq!((proxy.connections(), proxy.ssl_requests()), (1, ssl_requests), "sslmode={mode}");
+    }
+    if server_tls {
+        // The test server's certificate is self-signed (Debian's snakeoil): not verifiable.
+        let url = format!("{}?sslmode=verify-full", pg.sqlalchemy_url());
+        let e = MetastoreStore::open_with_env(&config(url, Some("")), &no_env).await.expect_err("unverifiable certificate");
+        assert!(matches!(e, StoreError::Unreachable { .. }), "{e}");
+    }
+}
+
+/// mysqlclient's `ssl_mode` is honoured (sqlx alone reads only `ssl-mode` and would ignore it):
+/// REQUIRED against a server without TLS fails; DISABLED connects plain.
+#[tokio::test]
+async fn mariadb_ssl_mode_is_honoured() {
+    let (_dir, path) = copy_db("airflow-3.3.2.db");
+    let my = support::fresh_mysql().await;
+    load_mysql(&my, &path, "mysql_3x.sql").await;
+    let have_ssl: String = {
+        let mut c = sqlx::MySqlConnection::connect(&my.url).await.unwrap();
+        sqlx::query_scalar("SELECT CAST(@@have_ssl AS CHAR)").fetch_one(&mut c).await.unwrap()
+    };
+    let store = open(&config(format!("{}?ssl_mode=DISABLED", my.sqlalchemy_url()), Some(""))).await;
+    assert!(scan(&store).await.ids().count() > 0);
+    if have_ssl != "YES" {
+        let url = format!("{}?charset=utf8mb4&ssl_mode=REQUIRED", my.sqlalchemy_url());
+        let e = MetastoreStore::open_with_env(&config(url, Some("")), &no_env).await.expect_err("the server has no TLS");
+        assert!(e.to_string().contains("TLS"), "{e}");
+    }
 }

@@ -47,6 +47,15 @@ def connect(sql_alchemy_conn: str):
         import sqlite3
 
         return sqlite3.connect(sql_alchemy_conn.split("sqlite:///", 1)[1])
+    if url.scheme.startswith("mysql"):
+        import pymysql
+
+        # ANSI_QUOTES: the SELECTs below quote identifiers with double quotes, as on PostgreSQL.
+        return pymysql.connect(
+            host=url.hostname, port=url.port or 3306, user=url.username, password=url.password or "",
+            database=url.path.lstrip("/"), charset="utf8mb4",
+            init_command="SET SESSION sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')",
+        )
     import psycopg2
 
     return psycopg2.connect(

@@ -1,4 +1,4 @@
-"""Generate an Airflow 3.x metastore (SQLite and/or PostgreSQL) with N items, as Airflow writes rows.
+"""Generate an Airflow 3.x metastore (SQLite, PostgreSQL and/or MariaDB) with N items, as Airflow writes rows.
 
 The mix (deterministic for a given seed):
 - 60 % variables, 40 % connections;
@@ -30,6 +30,7 @@ from cryptography.fernet import Fernet
 REPO = Path(__file__).resolve().parents[2]
 # Airflow 3.3's PostgreSQL DDL, as the integration tests use it.
 POSTGRES_DDL = REPO / "tests" / "support" / "airflow_schema" / "postgres_3x.sql"
+MYSQL_DDL = REPO / "tests" / "support" / "airflow_schema" / "mysql_3x.sql"
 # Airflow 3.3.2's SQLite DDL for the two tables (from `airflow db migrate`; same as src/demo.rs).
 SQLITE_DDL = [
     "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))",
@@ -196,11 +197,41 @@ def write_postgres(dsn: str, rows: Rows) -> None:
     db.close()
 
 
+def mysql_connect(url: str, **kw):
+    """A PyMySQL connection for `mysql://user[:pass]@host[:port]/db`, double quotes as identifiers
+    (ANSI_QUOTES) so that the INSERTs above and the baseline's SELECTs serve every dialect."""
+    from urllib.parse import unquote, urlsplit
+
+    import pymysql
+
+    u = urlsplit(url)
+    return pymysql.connect(
+        host=u.hostname, port=u.port or 3306, user=unquote(u.username or "root"), password=unquote(u.password or ""),
+        database=u.path.lstrip("/") or None, charset="utf8mb4", init_command="SET SESSION sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')", **kw,
+    )
+
+
+def write_mysql(url: str, rows: Rows) -> None:
+    db = mysql_connect(url)
+    with db.cursor() as cur:
+        for stmt in MYSQL_DDL.read_text().split(";"):
+            body = "\n".join(line for line in stmt.splitlines() if not line.strip().startswith("--")).strip()
+            if body:
+                cur.execute(body)
+        for start in range(0, len(rows.variables), 1000):
+            cur.executemany(VAR_INSERT.format(",".join(["%s"] * 5)), rows.variables[start : start + 1000])
+        for start in range(0, len(rows.connections), 1000):
+            cur.executemany(CONN_INSERT.format(",".join(["%s"] * 12)), rows.connections[start : start + 1000])
+    db.commit()
+    db.close()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--items", type=int, required=True)
     ap.add_argument("--sqlite", type=Path, help="SQLite file to (re)create")
     ap.add_argument("--postgres", help="libpq DSN of an EMPTY database to fill")
+    ap.add_argument("--mysql", help="mysql://user@host:port/db URL of an EMPTY MariaDB/MySQL database to fill")
     ap.add_argument("--keys-file", type=Path, required=True, help="read the keys from here, or create it (0600)")
     ap.add_argument("--seed", type=int, default=10)
     args = ap.parse_args()
@@ -216,6 +247,8 @@ def main() -> int:
         write_sqlite(args.sqlite, rows)
     if args.postgres:
         write_postgres(args.postgres, rows)
+    if args.mysql:
+        write_mysql(args.mysql, rows)
     summary = {
         "items": args.items,
         "variables": len(rows.variables),

@@ -54,7 +54,7 @@ TARGETS = {
 class Row:
     scenario: str  # plan | apply | noop | quota | rtt
     target: str  # local_files | vault | aws_secrets_manager
-    source: str  # sqlite | postgres
+    source: str  # sqlite | postgres | mariadb
     state: str  # empty | up-to-date
     items: int
     impl: str  # ours | python
@@ -223,12 +223,13 @@ class Bench:
     # ---- scenarios ---------------------------------------------------------------------
 
     def generate(self, n: int) -> None:
-        self.log(f"generating {n} items (SQLite + PostgreSQL)")
+        self.log(f"generating {n} items (SQLite + PostgreSQL + MariaDB when one answers)")
         sqlite = self.work / f"airflow-{n}.db"
         dsn = self.services.create_database(f"airflow_secrets_sync_bench_{os.getpid()}_{n}")
+        mysql_url = self.services.create_mysql_database(f"airflow_secrets_sync_bench_{os.getpid()}_{n}")
         gen = subprocess.run(
             [sys.executable, str(HERE / "gen_metastore.py"), "--items", str(n), "--sqlite", str(sqlite), "--postgres", dsn,
-             "--keys-file", str(self.keys_file)],
+             "--keys-file", str(self.keys_file)] + (["--mysql", mysql_url] if mysql_url else []),
             check=True, capture_output=True, text=True,
         )
         summary = json.loads(gen.stdout.strip().splitlines()[-1])
@@ -238,13 +239,15 @@ class Bench:
             "sqlite": f"sqlite:///{sqlite}",
             "postgres": f"postgresql+psycopg2://postgres@127.0.0.1:5432/{dbname}",
         }
+        if mysql_url:
+            summary["sources"]["mariadb"] = mysql_url.replace("mysql://", "mysql+pymysql://", 1)
         self.generated[n] = summary
         self.log(f"  {summary['variables']} variables, {summary['connections']} connections; rows with the new key "
                  f"{summary['rows_new_key']}, old key {summary['rows_old_key']}, plaintext {summary['rows_plaintext']}; "
                  f"SQLite {summary['sqlite_mb']} MB")
 
     def local_files(self, n: int) -> None:
-        for source in ("sqlite", "postgres"):
+        for source in self.generated[n]["sources"]:  # sqlite, postgres[, mariadb]
             label = f"-{source}"
             self.reset("local_files", n, label)
             self.ours("plan", "local_files", source, "empty", n, label)

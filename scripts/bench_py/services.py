@@ -20,6 +20,7 @@ from common import LOOPBACK, free_port, http_json, poll
 HERE = Path(__file__).resolve().parent
 VAULT_TOKEN = "bench-root-token"
 PG_ADMIN_DSN = os.environ.get("BENCH_PG_DSN", f"host={LOOPBACK} port=5432 user=postgres dbname=postgres")
+MYSQL_ADMIN_URL = os.environ.get("BENCH_MYSQL_URL", f"mysql://root@{LOOPBACK}:3306/")
 
 
 class Services:
@@ -29,6 +30,7 @@ class Services:
         self.workdir = workdir
         self.procs: list[subprocess.Popen] = []
         self.databases: list[str] = []
+        self.mysql_databases: list[str] = []
         self.vault_url = self.vault_direct = self.aws_url = self.aws_direct = ""
         self.server_pids: dict[str, int] = {}
         atexit.register(self.stop)
@@ -124,7 +126,42 @@ class Services:
         self.databases.append(name)
         return PG_ADMIN_DSN.replace("dbname=postgres", f"dbname={name}")
 
+    # ---- MariaDB / MySQL -------------------------------------------------------------------
+
+    def create_mysql_database(self, name: str) -> str | None:
+        """A fresh MariaDB database; returns its mysql:// URL, or None when no server answers at
+        BENCH_MYSQL_URL (default mysql://root@127.0.0.1:3306/). Dropped by stop()."""
+        from gen_metastore import mysql_connect
+
+        try:
+            admin = mysql_connect(MYSQL_ADMIN_URL, connect_timeout=5)
+        except Exception as e:  # noqa: BLE001 - the MariaDB rows are optional
+            print(f"note: no MariaDB at {MYSQL_ADMIN_URL.split('@')[-1]} ({type(e).__name__}): MariaDB rows skipped", file=sys.stderr)
+            return None
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+            cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+        admin.close()
+        self.mysql_databases.append(name)
+        return MYSQL_ADMIN_URL.rstrip("/") + "/" + name
+
+    def drop_mysql_databases(self) -> None:
+        if not self.mysql_databases:
+            return
+        try:
+            from gen_metastore import mysql_connect
+
+            admin = mysql_connect(MYSQL_ADMIN_URL, connect_timeout=5)
+            with admin.cursor() as cur:
+                for name in self.mysql_databases:
+                    cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+            admin.close()
+        except Exception as e:  # noqa: BLE001 - best effort at exit
+            print(f"warning: could not drop the MariaDB benchmark databases {self.mysql_databases}: {type(e).__name__}", file=sys.stderr)
+        self.mysql_databases.clear()
+
     def stop(self) -> None:
+        self.drop_mysql_databases()
         for proc in reversed(self.procs):
             if proc.poll() is None:
                 proc.terminate()

@@ -191,9 +191,38 @@ pub fn parse_sql_alchemy_url(url: &str) -> Result<MetastoreUrl, UrlError> {
     let mut sqlx_url = format!("{sqlx_scheme}://{authority}/{path}");
     if let Some(q) = query.filter(|q| !q.is_empty()) {
         sqlx_url.push('?');
-        sqlx_url.push_str(q);
+        match dialect {
+            Dialect::MySql => sqlx_url.push_str(&mysql_query(q)),
+            _ => sqlx_url.push_str(q),
+        }
     }
     Ok(MetastoreUrl { dialect, host: host.to_string(), port, database, password, sqlx_url })
+}
+
+/// MySQL TLS options as SQLAlchemy users write them for mysqlclient (`ssl_mode=REQUIRED`,
+/// `ssl_ca=…`, `ssl_cert=…`, `ssl_key=…`), in the names sqlx reads (`ssl-mode`, `ssl-ca`, …),
+/// which would otherwise ignore them silently (a `VERIFY_IDENTITY` dropped is no verification).
+/// `ssl_mode` takes MySQL's values: DISABLED, PREFERRED (the default), REQUIRED, VERIFY_CA,
+/// VERIFY_IDENTITY. Other options pass through as written.
+fn mysql_query(query: &str) -> String {
+    let renamed = |key: &str| match key {
+        "ssl_mode" | "sslmode" => Some("ssl-mode"),
+        "ssl_ca" => Some("ssl-ca"),
+        "ssl_cert" => Some("ssl-cert"),
+        "ssl_key" => Some("ssl-key"),
+        _ => None,
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) => match renamed(k) {
+                Some(k) => format!("{k}={v}"),
+                None => pair.to_string(),
+            },
+            None => pair.to_string(),
+        })
+        .collect();
+    pairs.join("&")
 }
 
 fn percent_decode(s: &str) -> Result<String, UrlError> {
@@ -442,6 +471,12 @@ mod tests {
         assert_eq!(u.sqlx_url(), "postgres://u:p@h/af?sslmode=require");
         let u = parse_sql_alchemy_url("mysql+mysqldb://u:p@h:3306/af").unwrap();
         assert_eq!(u.sqlx_url(), "mysql://u:p@h:3306/af");
+        // mysqlclient's TLS options, in the names sqlx reads.
+        let u = parse_sql_alchemy_url("mysql+mysqldb://u:p@h/af?charset=utf8mb4&ssl_mode=VERIFY_IDENTITY&ssl_ca=/etc/ca.pem")
+            .unwrap();
+        assert_eq!(u.sqlx_url(), "mysql://u:p@h/af?charset=utf8mb4&ssl-mode=VERIFY_IDENTITY&ssl-ca=/etc/ca.pem");
+        let opts: sqlx::mysql::MySqlConnectOptions = u.sqlx_url().parse().unwrap();
+        assert!(format!("{opts:?}").contains("VerifyIdentity"), "{opts:?}");
     }
 
     #[test]

@@ -81,6 +81,8 @@ pub struct StateDb {
     label: String,
     /// SQLite only: where per-target OS lock files live.
     lock_dir: Option<PathBuf>,
+    /// PostgreSQL over TCP: what the pool connects through (sets TCP_NODELAY).
+    _relay: Option<crate::store::sql_conn::NoDelayRelay>,
 }
 
 impl std::fmt::Display for StateDb {
@@ -154,7 +156,7 @@ impl StateDb {
         sqlx::migrate!("./migrations/sqlite").run(&pool).await.map_err(|e| err("migrate", &e))?;
         drop(guard);
         let lock_dir = path.parent().map(|d| d.join("locks"));
-        Ok(StateDb { pool: Pool::Sqlite(pool), label, lock_dir })
+        Ok(StateDb { pool: Pool::Sqlite(pool), label, lock_dir, _relay: None })
     }
 
     pub async fn open_postgres(url: &str) -> Result<StateDb, StateError> {
@@ -166,9 +168,11 @@ impl StateDb {
         // Name the database without the password.
         let label = format!("postgres://{}:{}/{}", opts.get_host(), opts.get_port(), opts.get_database().unwrap_or(""));
         let err = |op, e: &dyn std::fmt::Display| StateError::Db { db: label.clone(), op, reason: e.to_string() };
+        // TLS handshakes without Nagle stalls (src/store/sql_conn.rs).
+        let (opts, relay) = crate::store::sql_conn::postgres_nodelay(opts).await.map_err(|e| err("connect", &e))?;
         let pool = PgPoolOptions::new().max_connections(4).connect_with(opts).await.map_err(|e| err("connect", &e))?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await.map_err(|e| err("migrate", &e))?;
-        Ok(StateDb { pool: Pool::Postgres(pool), label, lock_dir: None })
+        Ok(StateDb { pool: Pool::Postgres(pool), label, lock_dir: None, _relay: relay })
     }
 
     /// A cheap round trip, for the daemon's `/readyz`.

@@ -19,11 +19,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Deserialize;
-use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgSslMode};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use sqlx::{AssertSqlSafe, ColumnIndex, ConnectOptions, Decode, Row, Type};
 
+use super::sql_conn::{NoDelayRelay, SingleConn, postgres_nodelay};
 use super::{Capabilities, ConnectionFormat, Precondition, Store, StoreError};
 use crate::airflow::fernet::{
     AirflowFernet, DecryptError, ENV_FERNET_KEY, ENV_FERNET_KEY_CMD, ENV_FERNET_KEY_SECRET, KeySource, resolve_key,
@@ -121,11 +122,13 @@ impl fmt::Debug for MetastoreConfig {
     }
 }
 
-/// One pool per dialect: sqlx needs the driver named at every query (dependencies.md).
-#[derive(Clone)]
+/// One connection per dialect (SQLite: a pool of local files): sqlx needs the driver named at
+/// every query (dependencies.md). PostgreSQL and MySQL keep the single connection `open` made:
+/// every query of a run is sequential, and each further connection costs a TCP connect, a TLS
+/// handshake and a login.
 enum Pool {
-    Postgres(PgPool),
-    MySql(MySqlPool),
+    Postgres(SingleConn<PgConnection>),
+    MySql(SingleConn<MySqlConnection>),
     Sqlite(SqlitePool),
 }
 
@@ -340,8 +343,14 @@ macro_rules! stream_rows {
             }};
         }
         match &$store.pool {
-            Pool::Postgres(p) => stream!(p),
-            Pool::MySql(p) => stream!(p),
+            Pool::Postgres(p) => {
+                let mut c = p.get().await.map_err(|e| $store.err_backend($label, e))?;
+                stream!(&mut *c)
+            }
+            Pool::MySql(p) => {
+                let mut c = p.get().await.map_err(|e| $store.err_backend($label, e))?;
+                stream!(&mut *c)
+            }
             Pool::Sqlite(p) => stream!(p),
         }
         Ok(out)
@@ -670,8 +679,8 @@ impl MetastoreStore {
         };
         let mut report = RotateReport::default();
         macro_rules! run {
-            ($pool:expr) => {{
-                let mut tx = $pool.begin().await.map_err(|e| self.err_backend("begin", e))?;
+            ($begin:expr) => {{
+                let mut tx = $begin.await.map_err(|e| self.err_backend("begin", e))?;
                 let vars: Vec<(i64, Option<String>, Option<String>)> = sqlx::query_as(AssertSqlSafe(select_vars.clone()))
                     .fetch_all(&mut *tx).await.map_err(|e| self.err_backend("read variables", e))?;
                 for batch in vars.chunks(100) {
@@ -716,14 +725,30 @@ impl MetastoreStore {
             }};
         }
         match &self.pool {
-            Pool::Postgres(p) => run!(p),
-            Pool::MySql(p) => run!(p),
-            Pool::Sqlite(p) => run!(p),
+            Pool::Postgres(p) => {
+                let mut c = p.get().await.map_err(|e| self.err_backend("begin", e))?;
+                run!(sqlx::Connection::begin(&mut *c))
+            }
+            Pool::MySql(p) => {
+                let mut c = p.get().await.map_err(|e| self.err_backend("begin", e))?;
+                run!(sqlx::Connection::begin(&mut *c))
+            }
+            Pool::Sqlite(p) => run!(p.begin()),
         }
         Ok(report)
     }
 
+    /// After a failed query, the next one checks the connection first (and reopens it if lost).
+    fn suspect_connection(&self) {
+        match &self.pool {
+            Pool::Postgres(p) => p.suspect(),
+            Pool::MySql(p) => p.suspect(),
+            Pool::Sqlite(_) => {}
+        }
+    }
+
     fn err_backend(&self, op: &'static str, e: impl fmt::Display) -> StoreError {
+        self.suspect_connection();
         StoreError::Backend { store: self.to_string(), op, reason: self.url.scrub(&e.to_string()) }
     }
 
@@ -757,7 +782,7 @@ impl MetastoreStore {
                      WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
                 )
                 .bind(regclass)
-                .fetch_all(p)
+                .fetch_all(&mut *p.get().await.map_err(|e| self.err_backend("probe schema", e))?)
                 .await
             }
             Pool::MySql(p) => {
@@ -767,7 +792,7 @@ impl MetastoreStore {
                 )
                 .bind(schema)
                 .bind(table)
-                .fetch_all(p)
+                .fetch_all(&mut *p.get().await.map_err(|e| self.err_backend("probe schema", e))?)
                 .await
             }
             Pool::Sqlite(p) => {
@@ -789,10 +814,21 @@ impl MetastoreStore {
             quote_ident(d, "version_num"),
             qualified_table(d, self.db_schema.as_deref(), "alembic_version")
         );
+        macro_rules! query {
+            () => {
+                sqlx::query_scalar::<_, String>(AssertSqlSafe(sql))
+            };
+        }
         let r = match &self.pool {
-            Pool::Postgres(p) => sqlx::query_scalar::<_, String>(AssertSqlSafe(sql)).fetch_optional(p).await,
-            Pool::MySql(p) => sqlx::query_scalar::<_, String>(AssertSqlSafe(sql)).fetch_optional(p).await,
-            Pool::Sqlite(p) => sqlx::query_scalar::<_, String>(AssertSqlSafe(sql)).fetch_optional(p).await,
+            Pool::Postgres(p) => match p.get().await {
+                Ok(mut c) => query!().fetch_optional(&mut *c).await,
+                Err(e) => Err(e),
+            },
+            Pool::MySql(p) => match p.get().await {
+                Ok(mut c) => query!().fetch_optional(&mut *c).await,
+                Err(e) => Err(e),
+            },
+            Pool::Sqlite(p) => query!().fetch_optional(p).await,
         };
         r.ok().flatten()
     }
@@ -922,36 +958,80 @@ async fn connect(url: &MetastoreUrl, store: &str) -> Result<Pool, StoreError> {
         store: store.to_string(),
         reason: format!("{}: {}", url.location(), url.scrub(&reason)),
     };
-    // One direct attempt first: a pool would retry "connection refused" until its timeout, and
-    // the operator wants the reason now. The pool then connects lazily with the same options.
-    macro_rules! probe {
+    // One direct attempt, not through a pool: a pool would retry "connection refused" until its
+    // timeout, and the operator wants the reason now. On PostgreSQL and MySQL this connection is
+    // then the store's only one (src/store/sql_conn.rs): one TLS handshake and login per run.
+    macro_rules! attempt {
         ($opts:expr) => {
             match tokio::time::timeout(CONNECT_TIMEOUT, $opts.connect()).await {
                 Err(_) => return Err(unreachable(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()))),
-                Ok(Err(e)) => return Err(classify_connect(e, store, url)),
-                Ok(Ok(conn)) => drop(conn),
+                Ok(r) => r,
             }
+        };
+    }
+    macro_rules! relay {
+        ($host:expr, $port:expr, $name:expr) => {
+            match tokio::time::timeout(CONNECT_TIMEOUT, NoDelayRelay::start($host, $port, $name)).await {
+                Err(_) => return Err(unreachable(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()))),
+                Ok(r) => r.map_err(|e| classify_connect(sqlx::Error::Io(e), store, url))?,
+            }
+        };
+    }
+    macro_rules! first {
+        ($opts:expr) => {
+            attempt!($opts).map_err(|e| classify_connect(e, store, url))?
         };
     }
     match url.dialect {
         Dialect::Postgres => {
             // No statement cache: PgBouncer in transaction mode (dependencies.md pitfall 9).
-            let opts = PgConnectOptions::from_str(url.sqlx_url()).map_err(config)?.statement_cache_capacity(0);
-            probe!(opts);
-            // One connection: every query of a run is sequential, and a pool of more opens a new
-            // connection (a TLS handshake) whenever the last one is still being returned.
-            Ok(Pool::Postgres(PgPoolOptions::new().max_connections(1).acquire_timeout(CONNECT_TIMEOUT).connect_lazy_with(opts)))
+            let mut opts = PgConnectOptions::from_str(url.sqlx_url()).map_err(config)?.statement_cache_capacity(0);
+            // sslmode as libpq reads it. sqlx does disable, prefer (TLS if the server offers it,
+            // else plain), require (TLS, unverified), verify-ca and verify-full; `allow` it takes
+            // as disable, where libpq tries plain first and TLS when the server refuses plain.
+            let conn = if matches!(opts.get_ssl_mode(), PgSslMode::Allow) {
+                match attempt!(opts) {
+                    Ok(conn) => conn,
+                    Err(sqlx::Error::Database(refused)) => {
+                        tracing::debug!(store, reason = %url.scrub(&refused.to_string()),
+                            "sslmode=allow: a plain connection was refused; trying TLS");
+                        opts = opts.ssl_mode(PgSslMode::Require);
+                        first!(opts)
+                    }
+                    Err(e) => return Err(classify_connect(e, store, url)),
+                }
+            } else if opts.get_socket().is_none() && !matches!(opts.get_ssl_mode(), PgSslMode::Disable) {
+                // TLS is asked for: through the relay that sets TCP_NODELAY (sql_conn.rs).
+                let relay;
+                (opts, relay) = match tokio::time::timeout(CONNECT_TIMEOUT, postgres_nodelay(opts)).await {
+                    Err(_) => return Err(unreachable(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()))),
+                    Ok(r) => r.map_err(|e| classify_connect(sqlx::Error::Io(e), store, url))?,
+                };
+                let conn = first!(opts);
+                return Ok(Pool::Postgres(SingleConn::new(opts, conn, CONNECT_TIMEOUT).with_relay(relay)));
+            } else {
+                first!(opts)
+            };
+            Ok(Pool::Postgres(SingleConn::new(opts, conn, CONNECT_TIMEOUT)))
         }
         Dialect::MySql => {
-            let opts = MySqlConnectOptions::from_str(url.sqlx_url()).map_err(config)?;
-            probe!(opts);
-            Ok(Pool::MySql(MySqlPoolOptions::new().max_connections(1).acquire_timeout(CONNECT_TIMEOUT).connect_lazy_with(opts)))
+            let mut opts = MySqlConnectOptions::from_str(url.sqlx_url()).map_err(config)?;
+            // TLS possible (ssl-mode is not DISABLED): through the relay that sets TCP_NODELAY.
+            let mut relay = None;
+            if opts.get_socket().is_none() && !matches!(opts.get_ssl_mode(), sqlx::mysql::MySqlSslMode::Disabled) {
+                relay = relay!(opts.get_host(), opts.get_port(), "mysqld.sock");
+                if let Some(r) = &relay {
+                    opts = opts.socket(r.path());
+                }
+            }
+            let conn = first!(opts);
+            Ok(Pool::MySql(SingleConn::new(opts, conn, CONNECT_TIMEOUT).with_relay(relay)))
         }
         Dialect::Sqlite => {
             // Never create an empty file: a typo in the path must be an error, not a new metastore.
             // (SQLite opens a write-protected file read-only by itself.)
             let opts = SqliteConnectOptions::new().filename(url.sqlx_url()).create_if_missing(false);
-            probe!(opts);
+            drop(first!(opts));
             Ok(Pool::Sqlite(SqlitePoolOptions::new().max_connections(4).acquire_timeout(CONNECT_TIMEOUT).connect_lazy_with(opts)))
         }
     }
@@ -1068,8 +1148,8 @@ impl Store for MetastoreStore {
             conn_update: self.sql_update("connection", "conn_id", &conn_cols),
         };
         macro_rules! run {
-            ($pool:expr) => {{
-                let mut tx = $pool.begin().await.map_err(|e| self.err_backend("begin", e))?;
+            ($begin:expr) => {{
+                let mut tx = $begin.await.map_err(|e| self.err_backend("begin", e))?;
                 for op in &ops {
                     match op {
                         RowOp::Delete(id) => {
@@ -1133,23 +1213,34 @@ impl Store for MetastoreStore {
             }};
         }
         match &self.pool {
-            Pool::Postgres(p) => run!(p),
-            Pool::MySql(p) => run!(p),
-            Pool::Sqlite(p) => run!(p),
+            Pool::Postgres(p) => {
+                let mut c = p.get().await.map_err(|e| self.err_backend("begin", e))?;
+                run!(sqlx::Connection::begin(&mut *c))
+            }
+            Pool::MySql(p) => {
+                let mut c = p.get().await.map_err(|e| self.err_backend("begin", e))?;
+                run!(sqlx::Connection::begin(&mut *c))
+            }
+            Pool::Sqlite(p) => run!(p.begin()),
         }
         Ok(())
     }
 
     async fn check(&self) -> Result<(), StoreError> {
         let r = match &self.pool {
-            Pool::Postgres(p) => sqlx::query("SELECT 1").execute(p).await.map(drop),
-            Pool::MySql(p) => sqlx::query("SELECT 1").execute(p).await.map(drop),
+            Pool::Postgres(p) => match p.get().await {
+                Ok(mut c) => sqlx::query("SELECT 1").execute(&mut *c).await.map(drop),
+                Err(e) => Err(e),
+            },
+            Pool::MySql(p) => match p.get().await {
+                Ok(mut c) => sqlx::query("SELECT 1").execute(&mut *c).await.map(drop),
+                Err(e) => Err(e),
+            },
             Pool::Sqlite(p) => sqlx::query("SELECT 1").execute(p).await.map(drop),
         };
-        r.map_err(|e| StoreError::Unavailable {
-            store: self.to_string(),
-            op: "check",
-            reason: self.url.scrub(&e.to_string()),
+        r.map_err(|e| {
+            self.suspect_connection();
+            StoreError::Unavailable { store: self.to_string(), op: "check", reason: self.url.scrub(&e.to_string()) }
         })
     }
 }

@@ -21,6 +21,7 @@ pub mod local_files;
 mod yaml11;
 pub mod memory;
 pub mod metastore;
+pub(crate) mod sql_conn;
 pub mod registry;
 pub mod dir;
 pub mod layered;
