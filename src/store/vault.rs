@@ -10,6 +10,9 @@
 //! - **Ownership**: KV v2 `custom_metadata` `managed-by = airflow-secrets-sync` and `airflow-id`.
 //!   Writes are check-and-set (`options.cas`), so a concurrent writer is never silently
 //!   overwritten. KV v1 has neither: ownership is `Untracked` and writes are unconditional.
+//! - **Calls** (KV v2): a create the plan's scan listed as absent is mark + `cas=0` write; an
+//!   update of a secret the scan read with our mark is one `cas=<version>` write; anything else
+//!   reads the metadata first (`vault/seen.rs`; docs/benchmarks.md "Calls per item").
 //! - **Limits**: none enforced here; Vault's default `max_request_size` is 32 MiB.
 //! - **Errors**: only 404 means "absent" (as in Airflow, §9 item 18). 403 names the path; a
 //!   revoked or expired login token is replaced once by logging in again (approle, kubernetes,
@@ -117,7 +120,7 @@ pub struct VaultStore {
     /// `from_json` normalisation; Airflow 2.10 pairs with hashicorp < 4.8, `Connection(**dict)`).
     reader: Reader,
     /// What this store's scans listed and read: lets a create or an update skip the pre-write
-    /// metadata read when the plan's scan already answered it ([`seen`]).
+    /// metadata read when the plan's scan already answered it (`vault/seen.rs`).
     seen: seen::Seen,
 }
 

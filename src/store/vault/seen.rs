@@ -16,9 +16,9 @@
 //!
 //! Paths are held as 64-bit fingerprints (a few MB for 100k items). A collision can only make an
 //! absent path look listed (the full path: one more call), never the reverse; a collision in
-//! `marked` would need the same path hash at the same version.
+//! `marked` would need two paths with the same hash, the later read replacing the earlier.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 
@@ -35,8 +35,9 @@ struct Sets {
     folders: HashSet<u64>,
     /// Every key those listings named (secrets, not sub-folders), and every path written since.
     leaves: HashSet<u64>,
-    /// (path, version) read carrying our mark for the id read there.
-    marked: HashSet<u64>,
+    /// Path → the version last read there carrying our mark for the id read there (one entry
+    /// per path, so a long-running daemon does not accumulate versions).
+    marked: HashMap<u64, u64>,
 }
 
 fn fingerprint(parts: &[&str]) -> u64 {
@@ -76,18 +77,18 @@ impl Seen {
 
     /// `sp` was read at `version`, carrying our mark for its id (`ours`) or not.
     pub(super) fn read(&self, sp: &SecretPath, version: &str, ours: bool) {
-        let key = fingerprint(&[&sp.mount, &sp.path, version]);
+        let key = fingerprint(&[&sp.mount, &sp.path]);
         let mut s = self.inner.lock().expect("seen");
-        if ours {
-            s.marked.insert(key);
-        } else {
-            s.marked.remove(&key);
-        }
+        match version.parse::<u64>() {
+            Ok(v) if ours => s.marked.insert(key, v),
+            _ => s.marked.remove(&key),
+        };
     }
 
     /// Whether `sp` was read at `version` carrying our mark for its id.
     pub(super) fn marked(&self, sp: &SecretPath, version: &str) -> bool {
-        self.inner.lock().expect("seen").marked.contains(&fingerprint(&[&sp.mount, &sp.path, version]))
+        let Ok(v) = version.parse::<u64>() else { return false };
+        self.inner.lock().expect("seen").marked.get(&fingerprint(&[&sp.mount, &sp.path])) == Some(&v)
     }
 }
 
@@ -120,7 +121,9 @@ mod tests {
         seen.read(&sp("variables/a"), "3", true);
         assert!(seen.marked(&sp("variables/a"), "3"));
         assert!(!seen.marked(&sp("variables/a"), "4"));
-        seen.read(&sp("variables/a"), "3", false);
-        assert!(!seen.marked(&sp("variables/a"), "3"));
+        seen.read(&sp("variables/a"), "4", true);
+        assert!(seen.marked(&sp("variables/a"), "4") && !seen.marked(&sp("variables/a"), "3"), "one version per path");
+        seen.read(&sp("variables/a"), "4", false);
+        assert!(!seen.marked(&sp("variables/a"), "4"));
     }
 }
