@@ -179,3 +179,114 @@ async fn a_soft_deleted_foreign_secret_keeps_its_metadata() {
     let custom = server.root_ok("GET", "/v1/secret/metadata/variables/gone", None)["data"]["custom_metadata"].clone();
     assert_eq!(custom, json!({ "owner": "team-a" }), "the refused write changed the foreign custom_metadata");
 }
+
+/// A scripted Vault: each request is answered by the first unused script entry for its method
+/// and path (`None`: the connection is dropped unanswered), anything else 404. Returns its URL
+/// and the request lines.
+fn scripted(script: Vec<(&'static str, String, Option<(u16, serde_json::Value)>)>) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = log.clone();
+    std::thread::spawn(move || {
+        let mut script: Vec<Option<(&str, String, Option<(u16, serde_json::Value)>)>> = script.into_iter().map(Some).collect();
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let mut len = 0;
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            let _ = reader.read_exact(&mut body);
+            let line = line.trim_end().to_string();
+            seen.lock().unwrap().push(line.clone());
+            let mut parts = line.split_whitespace();
+            let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or("").split('?').next().unwrap_or(""));
+            let hit = script.iter_mut().find(|s| s.as_ref().is_some_and(|(m, p, _)| *m == method && p == path));
+            let answer = match hit.and_then(Option::take) {
+                Some((_, _, answer)) => answer,
+                None => Some((404, json!({ "errors": [] }))),
+            };
+            if let Some((status, json)) = answer {
+                let body = if status == 204 { String::new() } else { json.to_string() };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        }
+    });
+    (url, log)
+}
+
+fn kv2_body(value: &str, custom: serde_json::Value) -> serde_json::Value {
+    json!({
+        "request_id": "r", "lease_id": "", "renewable": false, "lease_duration": 0,
+        "data": {
+            "data": { "value": value },
+            "metadata": { "created_time": "t", "custom_metadata": custom, "deletion_time": "", "destroyed": false, "version": 1 }
+        },
+        "wrap_info": null, "warnings": null, "auth": null
+    })
+}
+
+/// A create whose data write is retried after its answer was lost finds check-and-set 0 refused
+/// by its own first attempt: reading the secret shows our value under our mark, so the write
+/// succeeded and the mark stays. A secret someone else wrote there instead is a conflict, and our
+/// mark's keys come off it.
+#[tokio::test]
+async fn a_create_retried_after_a_lost_answer_keeps_its_own_mark() {
+    let mark = |id: &str| json!({ "managed-by": "airflow-secrets-sync", "airflow-id": id });
+    let cas_failed = || Some((400, json!({ "errors": ["check-and-set parameter did not match the current version"] })));
+    let data = |id: &str| format!("/v1/secret/data/variables/{id}");
+    let meta = |id: &str| format!("/v1/secret/metadata/variables/{id}");
+    let metadata_body = |custom: serde_json::Value| {
+        json!({ "request_id": "r", "lease_id": "", "renewable": false, "lease_duration": 0,
+                "wrap_info": null, "warnings": null, "auth": null,
+                "data": { "cas_required": false, "created_time": "t", "current_version": 1, "custom_metadata": custom,
+                          "delete_version_after": "0s", "max_versions": 0, "oldest_version": 0, "updated_time": "t",
+                          "versions": { "1": { "created_time": "t", "deletion_time": "", "destroyed": false } } } })
+    };
+    let (url, log) = scripted(vec![
+        ("POST", meta("landed"), Some((204, json!(null)))),
+        ("POST", data("landed"), None),
+        ("POST", data("landed"), cas_failed()),
+        ("GET", data("landed"), Some((200, kv2_body("mine", mark("landed"))))),
+        ("POST", meta("raced"), Some((204, json!(null)))),
+        ("POST", data("raced"), cas_failed()),
+        ("GET", data("raced"), Some((200, kv2_body("theirs", mark("raced"))))),
+        ("GET", meta("raced"), Some((200, metadata_body(mark("raced"))))),
+        ("POST", meta("raced"), Some((204, json!(null)))),
+    ]);
+    let config = VaultConfig {
+        url: Some(url),
+        auth: VaultAuth::Token { token: Some("t".into()), token_path: None },
+        ..VaultConfig::default()
+    };
+    let store = VaultStore::open(&config).await.unwrap_or_else(|e| panic!("open: {e}"));
+    // The plan's scan: the folder lists nothing (404).
+    assert!(store.scan(Kind::Variable).await.unwrap().is_empty());
+
+    store.write(&Entry::variable("landed", "mine"), &airflow_secrets_sync::store::Precondition::Absent).await.unwrap();
+    let lines = log.lock().unwrap().clone();
+    assert_eq!(lines.iter().filter(|l| l.starts_with("POST") && l.contains(&meta("landed"))).count(), 1, "{lines:#?}");
+    assert!(!lines.iter().any(|l| l.starts_with("GET") && l.contains(&meta("landed"))), "{lines:#?}");
+
+    let err = store.write(&Entry::variable("raced", "mine"), &airflow_secrets_sync::store::Precondition::Absent).await.unwrap_err();
+    assert!(matches!(err, airflow_secrets_sync::store::StoreError::Conflict { .. }), "{err}");
+    let lines = log.lock().unwrap().clone();
+    assert_eq!(lines.iter().filter(|l| l.starts_with("POST") && l.contains(&meta("raced"))).count(), 2, "unmarked: {lines:#?}");
+}
