@@ -73,7 +73,7 @@ fn a_backend_that_dies_mid_apply_stops_the_writes_and_the_rerun_resumes() {
         .collect();
     std::fs::write(d.join("variables.json"), serde_json::to_string(&vars).unwrap()).unwrap();
     std::fs::write(d.join("connections.json"), "{}").unwrap();
-    // About four calls per new item: the proxy dies roughly a quarter of the way in.
+    // About three calls per new item (mark, CAS write, read-back): the proxy dies roughly a third of the way in.
     let proxy = TcpProxy::start(port_of(&bao.url()), 400);
     // A fixed in-flight limit (the adaptive one follows the machine's latency): what is bounded
     // below is the writes sent after the breaker opened, not how many were already in flight.

@@ -27,8 +27,11 @@
 //! **Calls.** Scan: `GetParametersByPath(Recursive, WithDecryption)` (10 per page) plus one paged
 //! `DescribeParameters` filtered by path and our tag (50 per page) to learn ownership. Calling
 //! `ListTagsForResource` per parameter would cost one request per item; it is used only on writes
-//! and deletes, where the item is touched anyway. Read of given ids: `GetParameters` (≤ 10 names)
-//! + `DescribeParameters` by name and tag (≤ 50 names). Tested against `moto_server` (tests/aws.rs).
+//! and deletes, where the item is touched anyway. Write: `PutParameter(Overwrite=false)` with our
+//! tags when the plan saw no parameter (one call); otherwise `ListTagsForResource` (ownership),
+//! `GetParameter` for a version precondition, then `PutParameter(Overwrite=true)`. Read of given
+//! ids: `GetParameters` (≤ 10 names) + `DescribeParameters` by name and tag (≤ 50 names). Tested
+//! against `moto_server` (tests/aws.rs, tests/aws_calls.rs).
 
 use std::collections::HashSet;
 use std::fmt;
@@ -611,7 +614,6 @@ impl Store for AwsSsmStore {
         let value = self.encode(entry)?;
         let _permit = self.permits.acquire().await.expect("semaphore never closed");
         let conflict = || StoreError::Conflict { store: self.to_string(), id: entry.id.clone() };
-        let existing = self.tags(&name).await?;
         let put = || {
             let mut req = self
                 .client
@@ -627,20 +629,26 @@ impl Store for AwsSsmStore {
             }
             req
         };
+        let create = || async {
+            match put().overwrite(false).set_tags(Some(Self::our_tags(&entry.id))).send().await {
+                Ok(_) => Ok(()),
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_parameter_already_exists()) => Err(conflict()),
+                Err(e) => Err(self.classify("PutParameter", &name, e)),
+            }
+        };
+        if matches!(pre, Precondition::Absent) {
+            // The plan saw no parameter: PutParameter(Overwrite=false) alone, one call instead of
+            // ListTagsForResource + create. A parameter created since fails it (a conflict).
+            return create().await;
+        }
+        let existing = self.tags(&name).await?;
         let Some(ownership) = existing else {
             if matches!(pre, Precondition::Version(_)) {
                 return Err(conflict());
             }
             // Create: Overwrite=false is atomic against a concurrent creator, and tags are allowed.
-            return match put().overwrite(false).set_tags(Some(Self::our_tags(&entry.id))).send().await {
-                Ok(_) => Ok(()),
-                Err(e) if e.as_service_error().is_some_and(|s| s.is_parameter_already_exists()) => Err(conflict()),
-                Err(e) => Err(self.classify("PutParameter", &name, e)),
-            };
+            return create().await;
         };
-        if matches!(pre, Precondition::Absent) {
-            return Err(conflict());
-        }
         if ownership == Ownership::Foreign && !self.cfg.adopt {
             return Err(self.refuse_foreign(&entry.id, &name, "overwrite"));
         }

@@ -814,6 +814,26 @@ impl Store for GcpSecretManagerStore {
         Ok(inv)
     }
 
+    /// Values only, to verify writes: `versions/latest` alone (one call per item), without the
+    /// `GetSecret` that [`Store::read`] adds for the labels (ownership).
+    async fn read_back(&self, ids: &[ItemId]) -> Result<Inventory, StoreError> {
+        let results: Vec<Result<Inventory, StoreError>> = futures::stream::iter(ids.iter().cloned())
+            .map(|id| async move {
+                let mut one = Inventory::new();
+                let Placement::At(secret_id) = self.cfg.locate(&id) else { return Ok(one) };
+                let secret = gsm::Secret::new().set_name(self.secret_path(&secret_id));
+                self.read_latest(&id, &secret, &mut one).await.map(|_| one)
+            })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        let mut inv = Inventory::new();
+        for r in results {
+            inv.extend(r?);
+        }
+        Ok(inv)
+    }
+
     async fn write(&self, entry: &Entry, _pre: &Precondition) -> Result<(), StoreError> {
         let secret_id = match self.cfg.locate(&entry.id) {
             Placement::At(n) => n,

@@ -10,6 +10,9 @@
 //! - **Ownership**: KV v2 `custom_metadata` `managed-by = airflow-secrets-sync` and `airflow-id`.
 //!   Writes are check-and-set (`options.cas`), so a concurrent writer is never silently
 //!   overwritten. KV v1 has neither: ownership is `Untracked` and writes are unconditional.
+//! - **Calls** (KV v2): a create the plan's scan listed as absent is mark + `cas=0` write; an
+//!   update of a secret the scan read with our mark is one `cas=<version>` write; anything else
+//!   reads the metadata first (`vault/seen.rs`; docs/benchmarks.md "Calls per item").
 //! - **Limits**: none enforced here; Vault's default `max_request_size` is 32 MiB.
 //! - **Errors**: only 404 means "absent" (as in Airflow, §9 item 18). 403 names the path; a
 //!   revoked or expired login token is replaced once by logging in again (approle, kubernetes,
@@ -20,6 +23,7 @@
 
 mod config;
 mod path;
+mod seen;
 mod value;
 
 use std::collections::{BTreeMap, HashMap};
@@ -126,6 +130,9 @@ pub struct VaultStore {
     reader: Reader,
     /// Reads and LISTs in flight during scan/read: `read_concurrency`, else following latency.
     reads: Limiter,
+    /// What this store's scans listed and read: lets a create or an update skip the pre-write
+    /// metadata read when the plan's scan already answered it (`vault/seen.rs`).
+    seen: seen::Seen,
 }
 
 impl fmt::Display for VaultStore {
@@ -193,6 +200,7 @@ impl VaultStore {
             reauthentications: AtomicU64::new(0),
             verified_mounts: Default::default(),
             reader: Reader::Orm3,
+            seen: Default::default(),
         };
         let (client, refresh_at) = store.login().await?;
         *store.session.write().unwrap() = Session { client, generation: 1, refresh_at };
@@ -449,7 +457,7 @@ impl VaultStore {
 
     /// Read one secret. `None` = 404 (absent, or a KV v2 latest version that is soft-deleted,
     /// which Airflow also reads as None).
-    async fn read_at(&self, sp: &SecretPath) -> Result<Option<(Json, Meta)>, Failure> {
+    async fn read_at(&self, sp: &SecretPath, id: &ItemId) -> Result<Option<(Json, Meta)>, Failure> {
         let (mount, path) = (sp.mount.as_str(), sp.path.as_str());
         let name = Some(sp.api_path(self.kv()));
         let result = match self.kv() {
@@ -460,6 +468,8 @@ impl VaultStore {
                 })
                 .await
                 .map(|r: ReadSecretResponse| {
+                    let version = r.metadata.version.to_string();
+                    self.seen.read(sp, &version, tagged_as(&r.metadata.custom_metadata, &id.id));
                     let meta = Meta {
                         ownership: self.ownership(&r.metadata.custom_metadata),
                         version: Some(r.metadata.version.to_string()),
@@ -496,9 +506,17 @@ impl VaultStore {
                 self.call(|c| async move { vaultrs::kv1::list(&*c, mount, folder).await.map(|r| r.data.keys) }).await
             }
         };
+        let result = match result {
+            Err(Failure::NotFound) => Ok(Vec::new()),
+            other => other,
+        };
+        if let Ok(keys) = &result
+            && self.kv() == KvVersion::V2
+        {
+            self.seen.listed(mount, folder, keys);
+        }
         match result {
             Ok(keys) => Ok(keys),
-            Err(Failure::NotFound) => Ok(Vec::new()),
             Err(f) => {
                 let shown = match self.kv() {
                     KvVersion::V2 => format!("{mount}/metadata/{folder}"),
@@ -588,7 +606,7 @@ impl VaultStore {
                 let _slot = self.reads.acquire().await;
                 for sp in paths {
                     let sent = tokio::time::Instant::now();
-                    let read = self.read_at(&sp).await;
+                    let read = self.read_at(&sp, &id).await;
                     self.reads.record(match &read {
                         Ok(_) | Err(Failure::Denied) => Outcome::Answered(sent.elapsed()),
                         Err(Failure::Throttled | Failure::Unavailable(_) | Failure::Unreachable(_) | Failure::Sealed) => {
@@ -632,6 +650,19 @@ impl VaultStore {
         let id = &entry.id;
         let shown = sp.api_path(KvVersion::V2);
         let conflict = || StoreError::Conflict { store: self.to_string(), id: id.clone() };
+        // The plan's scan already answered what the metadata read would (see `seen`).
+        match pre {
+            Precondition::Absent if self.seen.absent(sp) => return self.create_listed_absent(entry, sp, data).await,
+            Precondition::Version(v) if self.seen.marked(sp, v) => {
+                let cas = v.parse::<u32>().map_err(|_| conflict())?;
+                return match self.cas_write(sp, data, cas).await {
+                    Ok(()) => Ok(()),
+                    Err(Failure::CasMismatch) => Err(conflict()),
+                    Err(f) => Err(self.error("write", &shown, f)),
+                };
+            }
+            _ => {}
+        }
         // One metadata read decides everything before any change: the precondition, ownership,
         // and whether our mark is already there. CAS on the data write still catches a writer
         // that races us after this read.
@@ -663,26 +694,19 @@ impl VaultStore {
             }
         };
         let cas = u32::try_from(cas).map_err(|_| conflict())?;
-        let (mount, path) = (sp.mount.as_str(), sp.path.as_str());
         let previous = meta.as_ref().and_then(|m| m.custom_metadata.clone()).unwrap_or_default();
         let tagged = !meta.as_ref().is_some_and(|m| tagged_as(&m.custom_metadata, &id.id));
         // Mark ownership BEFORE the data: a process killed between the two calls then leaves
         // our mark on an item with no new value (which the next run simply writes), never a value
         // without our mark (which would read as someone else's and block rollback).
         if tagged {
-            let mut custom = HashMap::from([("managed-by".to_string(), MANAGED_BY.to_string())]);
-            if id.id.len() <= CUSTOM_METADATA_VALUE_LIMIT {
-                custom.insert("airflow-id".to_string(), id.id.clone());
-            }
-            self.set_custom_metadata(sp, custom).await?;
+            self.set_custom_metadata(sp, our_mark(&id.id)).await?;
         }
-        let result = self
-            .call(|c| async move {
-                vaultrs::kv2::set_with_options(&*c, mount, path, data, SetSecretRequestOptions { cas }).await
-            })
-            .await;
-        let failure = match result {
-            Ok(_) => return Ok(()),
+        let failure = match self.cas_write(sp, data, cas).await {
+            Ok(()) => {
+                self.seen.exists(sp);
+                return Ok(());
+            }
             Err(Failure::CasMismatch) => conflict(),
             Err(f) => self.error("write", &shown, f),
         };
@@ -696,6 +720,63 @@ impl VaultStore {
             tracing::warn!(store = %self, id = %id, error = %e, "could not restore custom_metadata after a failed write");
         }
         Err(failure)
+    }
+
+    /// A create where the plan's listing showed nothing at `sp`: mark, then write with
+    /// check-and-set 0 (3 calls with the read-back, no metadata read). Check-and-set 0 refuses
+    /// the write if anyone created the secret since the listing; our mark then comes off again.
+    async fn create_listed_absent(&self, entry: &Entry, sp: &SecretPath, data: &Json) -> Result<(), StoreError> {
+        let id = &entry.id;
+        let mark = our_mark(&id.id);
+        // Ownership before data, as on the full path: a crash between the two leaves a mark on a
+        // path with no value, which the next run writes.
+        self.set_custom_metadata(sp, mark.clone()).await?;
+        let failure = match self.cas_write(sp, data, 0).await {
+            Ok(()) => {
+                self.seen.exists(sp);
+                return Ok(());
+            }
+            Err(Failure::CasMismatch) => {
+                self.seen.exists(sp);
+                // A retried request whose first answer was lost can find its own write there.
+                if let Ok(Some((got, meta))) = self.read_at(sp, id).await
+                    && got == *data
+                    && meta.ownership == Ownership::Ours
+                    && meta.version.as_deref() == Some("1")
+                {
+                    return Ok(());
+                }
+                if let Err(e) = self.unmark(sp, &mark).await {
+                    tracing::warn!(store = %self, id = %id, error = %e, "could not remove our mark from a secret created by someone else");
+                }
+                StoreError::Conflict { store: self.to_string(), id: id.clone() }
+            }
+            // Our mark stays on a path that held nothing: as after a crash between the calls.
+            Err(f) => self.error("write", &sp.api_path(KvVersion::V2), f),
+        };
+        Err(failure)
+    }
+
+    /// Take our mark's keys off a secret someone else created (keeping any keys they set).
+    async fn unmark(&self, sp: &SecretPath, mark: &HashMap<String, String>) -> Result<(), StoreError> {
+        let Some(meta) = self.read_metadata(sp).await? else { return Ok(()) };
+        let mut custom = meta.custom_metadata.unwrap_or_default();
+        let before = custom.len();
+        custom.retain(|k, v| mark.get(k) != Some(v));
+        if custom.len() == before {
+            return Ok(());
+        }
+        self.set_custom_metadata(sp, custom).await
+    }
+
+    /// One KV v2 data write with check-and-set `cas` (0: only if no version exists).
+    async fn cas_write(&self, sp: &SecretPath, data: &Json, cas: u32) -> Result<(), Failure> {
+        let (mount, path) = (sp.mount.as_str(), sp.path.as_str());
+        self.call(|c| async move {
+            vaultrs::kv2::set_with_options(&*c, mount, path, data, SetSecretRequestOptions { cas }).await
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Replace a KV v2 secret's `custom_metadata` (creating its metadata if needed).
@@ -903,6 +984,15 @@ fn decode_value(kind: Kind, map: &serde_json::Map<String, Json>, reader: Reader)
         Kind::Variable => Value::Variable(Variable::new(decode_variable(map)?)),
         Kind::Connection => Value::Connection(decode_connection(map, reader)?),
     })
+}
+
+/// The `custom_metadata` that marks a secret as written by this tool for `id`.
+fn our_mark(id: &str) -> HashMap<String, String> {
+    let mut custom = HashMap::from([("managed-by".to_string(), MANAGED_BY.to_string())]);
+    if id.len() <= CUSTOM_METADATA_VALUE_LIMIT {
+        custom.insert("airflow-id".to_string(), id.to_string());
+    }
+    custom
 }
 
 fn tagged_as(custom: &Option<HashMap<String, String>>, id: &str) -> bool {

@@ -13,6 +13,8 @@ struct State {
     upstream: u16,
     kill_after: usize,
     requests: AtomicUsize,
+    /// The request line (`METHOD /path HTTP/1.1`) of every counted request, in arrival order.
+    lines: Mutex<Vec<String>>,
     killed: AtomicBool,
     conns: Mutex<Vec<TcpStream>>,
 }
@@ -52,6 +54,7 @@ impl TcpProxy {
             upstream,
             kill_after,
             requests: AtomicUsize::new(0),
+            lines: Mutex::new(Vec::new()),
             killed: AtomicBool::new(false),
             conns: Mutex::new(Vec::new()),
         });
@@ -91,6 +94,11 @@ impl TcpProxy {
         self.state.requests.load(Ordering::SeqCst)
     }
 
+    /// The request lines seen so far (method and path; never a header or a body).
+    pub fn request_lines(&self) -> Vec<String> {
+        self.state.lines.lock().unwrap().clone()
+    }
+
     pub fn killed(&self) -> bool {
         self.state.killed.load(Ordering::SeqCst)
     }
@@ -128,6 +136,8 @@ fn pump(mut from: TcpStream, mut to: TcpStream, count: Option<Arc<State>>) {
         };
         if let Some(st) = &count {
             if METHODS.iter().any(|m| buf[..n].starts_with(m)) {
+                let line = buf[..n].split(|b| *b == b'\r').next().unwrap_or_default();
+                st.lines.lock().unwrap().push(String::from_utf8_lossy(line).into_owned());
                 let seen = st.requests.fetch_add(1, Ordering::SeqCst) + 1;
                 if seen > st.kill_after {
                     // The accepted socket's local port is the proxy's.
