@@ -14,6 +14,7 @@
 
 use crate::model::{Connection, SecretValue};
 
+use crate::airflow::python::builtins;
 use crate::airflow::python::json as pyjson;
 use crate::airflow::python::urllib as pyurl;
 
@@ -641,7 +642,7 @@ fn python_int_port(v: &PyJson) -> Result<u16, ParseError> {
         PyJson::Int(s) => s.clone(),
         // int(float) truncates toward zero; NaN and infinities raise.
         PyJson::Float(f) if f.is_finite() => format!("{}", f.trunc()),
-        PyJson::Str(s) => python_int_str(s).ok_or_else(bad)?,
+        PyJson::Str(s) => builtins::int_str(s).ok_or_else(bad)?,
         _ => return Err(bad()),
     };
     let digits = digits.strip_prefix('+').unwrap_or(&digits);
@@ -664,44 +665,10 @@ fn python_int_port(v: &PyJson) -> Result<u16, ParseError> {
     ))
 }
 
-/// Python `int(str)`: surrounding whitespace, an optional sign, ASCII digits with single `_`
-/// between digits. (Python also accepts non-ASCII decimal digits; we refuse them.)
-fn python_int_str(s: &str) -> Option<String> {
-    let t = py_strip(s);
-    let (sign, body) = match t.as_bytes().first()? {
-        b'-' => ("-", &t[1..]),
-        b'+' => ("", &t[1..]),
-        _ => ("", t),
-    };
-    let b = body.as_bytes();
-    if b.is_empty() || !b[0].is_ascii_digit() || !b[b.len() - 1].is_ascii_digit() {
-        return None;
-    }
-    let mut out = String::from(sign);
-    let mut prev_underscore = false;
-    for &ch in b {
-        match ch {
-            b'0'..=b'9' => {
-                out.push(ch as char);
-                prev_underscore = false;
-            }
-            b'_' if !prev_underscore => prev_underscore = true,
-            _ => return None,
-        }
-    }
-    Some(out)
-}
-
-/// Python `str.strip()` with no argument: Unicode whitespace, which (unlike Rust's `trim`)
-/// includes U+001C..U+001F.
-fn py_strip(s: &str) -> &str {
-    s.trim_matches(|c: char| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c))
-}
-
 /// Airflow's `deserialize_connection`, as the string backends (env, GCP, SSM, Azure) call it after
 /// their own `strip()`: a leading `{` means the JSON form, otherwise a URI.
 pub fn deserialize(value: &str, reader: Reader) -> Result<Connection, ParseError> {
-    let v = py_strip(value);
+    let v = builtins::strip(value);
     if v.starts_with('{') {
         from_json(v, reader)
     } else {
