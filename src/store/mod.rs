@@ -16,7 +16,6 @@ use crate::model::{Entry, Inventory, ItemError, ItemErrorKind, ItemId, Kind, Val
 
 pub mod atomic;
 pub mod env;
-mod dotenv_read;
 pub mod local_files;
 mod yaml11;
 pub mod memory;
