@@ -630,7 +630,10 @@ fn from_items_as(items: Vec<(String, PyJson)>, reader: Reader, how: Construct) -
         port,
         extra: extra.map(SecretValue::new),
     };
-    validate_extra(&conn, reader)?;
+    // An extra given as a dict is an object already: only a string needs parsing to check.
+    if !matches!(get("extra"), Some(PyJson::Object(_))) {
+        validate_extra(&conn, reader)?;
+    }
     Ok(conn)
 }
 

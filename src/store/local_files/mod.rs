@@ -95,6 +95,13 @@ struct FileSide {
     format: FileFormat,
 }
 
+/// The bytes of a connection's fields before encoding.
+fn raw_len(c: &Connection) -> usize {
+    let s = |v: &Option<String>| v.as_ref().map_or(0, String::len);
+    let x = |v: &Option<SecretValue>| v.as_ref().map_or(0, |v| v.len());
+    s(&c.conn_type) + s(&c.description) + s(&c.host) + s(&c.login) + s(&c.schema) + x(&c.password) + x(&c.extra)
+}
+
 /// The largest value written to a local file (64 MiB), refused by the plan beyond it.
 pub const MAX_VALUE_BYTES: usize = 64 * 1024 * 1024;
 
@@ -213,7 +220,7 @@ fn decode_as(reader: Reader, kind: Kind, side: &FileSide, key: String, raw: Raw)
                 Err(e) => unparseable(format!("not a connection URI Airflow can read: {e}")),
             },
             (Kind::Connection, Raw::Json(Json::Object(m))) if side.format != FileFormat::Env => {
-                match connection_from_dict(&id.id, m, reader) {
+                match connection_from_dict(&id.id, &m, reader) {
                     Ok(c) => Ok(Entry { id: id.clone(), value: Value::Connection(c), meta }),
                     Err(e) => unparseable(format!("{e} (Airflow then rejects the whole file)")),
                 }
@@ -234,6 +241,8 @@ impl LocalFilesStore {
         let id = &entry.id;
         let size = match &entry.value {
             Value::Variable(v) => v.value.len(),
+            // Encoding grows a field at most 6× (`\uXXXX`): encode only when that could pass the cap.
+            Value::Connection(c) if raw_len(c).saturating_mul(6) + 256 < MAX_VALUE_BYTES => 0,
             Value::Connection(c) => connection::to_json(c).len(),
         };
         if size > MAX_VALUE_BYTES {
@@ -391,6 +400,18 @@ impl Store for LocalFilesStore {
             StoreError::Item { error, .. } => error,
             other => ItemError::new(ItemErrorKind::NotRepresentable, other.to_string()),
         })?;
+        if let (Kind::Connection, Rendered::Tree(Json::Object(m))) = (entry.id.kind, &rendered)
+            && side.format != FileFormat::Env
+        {
+            return Ok(readers
+                .iter()
+                .map(|r| {
+                    connection_from_dict(&entry.id.id, m, *r)
+                        .map(Value::Connection)
+                        .map_err(|e| ItemError::new(ItemErrorKind::Unparseable, format!("{e} (Airflow then rejects the whole file)")))
+                })
+                .collect());
+        }
         Ok(readers
             .iter()
             .map(|r| {
@@ -538,7 +559,12 @@ fn json_type(v: &Json) -> &'static str {
 /// Airflow's `_create_connection` for a dict: `extra_dejson` (exclusive with `extra`) becomes
 /// `extra`; a `conn_id` key must equal the file's key; a `uri` key alone is a URI; the rest is
 /// `Connection(**dict)`, read by the codec's field reader (which refuses unknown keys).
-fn connection_from_dict(key: &str, mut m: Map<String, Json>, reader: Reader) -> Result<Connection, String> {
+fn connection_from_dict(key: &str, m: &Map<String, Json>, reader: Reader) -> Result<Connection, String> {
+    // What this tool writes has none of these keys: read it as it is, without a copy.
+    if !["conn_id", "extra_dejson", "uri"].iter().any(|k| m.contains_key(*k)) {
+        return connection::from_kwargs(m, reader).map_err(|e| format!("not a connection Airflow can build: {e}"));
+    }
+    let mut m = m.clone();
     if let Some(conn_id) = m.remove("conn_id")
         && conn_id.as_str() != Some(key)
     {
