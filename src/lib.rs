@@ -29,6 +29,7 @@ pub mod error;
 pub mod fault;
 pub mod insight;
 pub mod logging;
+pub mod pipeline;
 pub mod plan;
 pub mod planfile;
 pub mod render;
