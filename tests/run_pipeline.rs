@@ -228,6 +228,14 @@ async fn a_rollback_plan_fails_the_way_a_migrate_plan_does() {
     assert_eq!(rollback_plan.plan.as_ref().unwrap().errors, 1);
     assert_eq!(rollback_plan.item_errors.len(), 1);
     assert_eq!(limited.calls.load(Ordering::SeqCst), 0, "a plan writes nothing");
+
+    // --apply refuses the same plan before writing, with the same exit.
+    let mut req = RunRequest::rollback(&cfg, &run1, Mode::Apply);
+    req.target = open(limited.clone());
+    let rollback_apply = run(&cfg, req).await;
+    assert_eq!(exit(&rollback_apply), Exit::InvalidItem, "{:?}", rollback_apply.result);
+    assert_eq!(limited.calls.load(Ordering::SeqCst), 0, "nothing is written");
+    assert_eq!(value(&target, "big").await, "small");
 }
 
 fn calls(metrics: &Metrics, store: &str, op: &str) -> u64 {

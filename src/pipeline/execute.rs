@@ -73,11 +73,9 @@ pub(super) async fn execute(mut p: Prepared, out: &mut (dyn Write + Send), outco
     if let Some(exit) = item_errors
         && !p.flags.skip_errored
     {
-        return Err(AppError::Items {
-            message: format!("{}; nothing was written (fix them, narrow the selection, or pass --skip-errored)", errored_summary(&plan)),
-            exit,
-        }
-        .into());
+        // A rollback puts back all of its run or nothing: it has no selection to narrow.
+        let hint = if p.rollback.is_some() { "fix them and re-run" } else { "fix them, narrow the selection, or pass --skip-errored" };
+        return Err(AppError::Items { message: format!("{}; nothing was written ({hint})", errored_summary(&plan)), exit }.into());
     }
     // A rollback with nothing left to write still goes on: it finishes an interrupted rollback
     // of the same run and marks the run rolled back.
