@@ -235,3 +235,29 @@ fn record(metrics: &Metrics, job: &JobConfig, status: &RunStatus, stats: Option<
         "job run finished"
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A job's run is the config file's [select]/[apply] with the job's keys on top, as the same
+    /// flags would make it from the CLI.
+    #[test]
+    fn a_job_request_layers_its_keys_over_the_config_file() {
+        let cfg = Config::from_toml(
+            "[source]\nkind = \"memory\"\n[target]\nkind = \"memory\"\n\
+             [select]\ninclude = [\"a*\"]\n[apply]\nconcurrency = 3\nmax_deletes = 7\n\
+             [[jobs]]\nname = \"j\"\nschedule = \"0 * * * *\"\nmode = \"apply\"\nno_snapshot = true\n\
+             include = [\"b*\"]\nprune = true\nmax_deletes = 2\nskip_errored = true\n",
+        )
+        .unwrap();
+        let req = request(&cfg, &cfg.jobs[0]).unwrap();
+        assert_eq!(req.mode, Mode::Apply);
+        assert_eq!(req.operation, Operation::Migrate);
+        assert_eq!(req.select.include, ["a*", "b*"]);
+        assert!(req.apply.prune && !req.apply.adopt);
+        assert_eq!((req.apply.max_deletes, req.apply.concurrency), (2, Some(3)));
+        assert!(req.no_snapshot && req.skip_errored);
+        assert!(matches!((&req.source, &req.target), (Endpoint::Spec(_), Endpoint::Spec(_))));
+    }
+}
