@@ -78,6 +78,7 @@ pub struct Overrides {
 /// `[select]` and `[apply]`) and adjust the fields.
 pub struct RunRequest {
     pub operation: Operation,
+    /// Ignored by a rollback, whose source is always its run's snapshot.
     pub source: Endpoint,
     pub target: Endpoint,
     pub mode: Mode,
