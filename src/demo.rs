@@ -12,10 +12,10 @@ use rand::RngCore;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
 
 use crate::airflow::fernet::AirflowFernet;
-use crate::cli::MigrateArgs;
 use crate::config::Config;
 use crate::error::Exit;
 use crate::model::SecretValue;
+use crate::pipeline::{self, Endpoint, Mode, Operation, RunRequest};
 
 /// Airflow 3.3.2's DDL for the two tables (from `airflow db migrate` on SQLite).
 const SCHEMA: &[&str] = &[
@@ -133,6 +133,12 @@ pub fn demo_config(dir: &Path, key: &SecretValue) -> String {
     )
 }
 
+/// `migrate --plan` or `--apply` of the demo's config, through the one pipeline.
+async fn migrate(cfg: &Config, mode: Mode, out: &mut (dyn Write + Send)) -> anyhow::Result<Exit> {
+    let req = RunRequest::new(cfg, Operation::Migrate, Endpoint::Spec(cfg.source.clone()), Endpoint::Spec(cfg.target.clone()), mode);
+    pipeline::run(cfg, req, out).await.into_result()
+}
+
 pub async fn run(dir: Option<&Path>, out: &mut (dyn Write + Send)) -> anyhow::Result<Exit> {
     let dir: PathBuf = match dir {
         Some(d) => {
@@ -152,28 +158,13 @@ pub async fn run(dir: Option<&Path>, out: &mut (dyn Write + Send)) -> anyhow::Re
     writeln!(out, "Demo metastore: {} (5 variables, 4 connections, Fernet-encrypted)", dir.join("airflow.db").display())?;
     writeln!(out, "Config:         {}\n", config_path.display())?;
 
-    let args = |plan: bool| MigrateArgs {
-        plan,
-        apply: !plan,
-        json: false,
-        show_unchanged: false,
-        only: None,
-        include: vec![],
-        exclude: vec![],
-        prune: false,
-        adopt: false,
-        max_deletes: None,
-        skip_errored: false,
-        detailed_exitcode: false,
-        ..Default::default()
-    };
     let cmd = format!("airflow-secrets-sync --config {}", config_path.display());
     writeln!(out, "$ {cmd} migrate --plan")?;
-    let first = crate::app::migrate(&cfg, &args(true), out).await?;
+    let first = migrate(&cfg, Mode::Plan, out).await?;
     writeln!(out, "(exit {}: changes pending)\n\n$ {cmd} migrate --apply", first.code())?;
-    crate::app::migrate(&cfg, &args(false), out).await?;
+    migrate(&cfg, Mode::Apply, out).await?;
     writeln!(out, "\n$ {cmd} migrate --plan")?;
-    let last = crate::app::migrate(&cfg, &args(true), out).await?;
+    let last = migrate(&cfg, Mode::Plan, out).await?;
     writeln!(
         out,
         "(exit {})\n\nAirflow's LocalFilesystemBackend reads these files as they are:\n  {}\n  {}",

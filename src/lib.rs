@@ -13,7 +13,9 @@
 //!
 //! Module map: [`airflow`] knows Airflow's formats and nothing else; [`store`] is the only code that
 //! talks to a backend; [`plan`] alone decides what changes; [`apply`] alone writes; [`render`] is
-//! the only place values are masked for display. [`model::SecretValue`] is the only holder of
+//! the only place values are masked for display; [`pipeline`] is the only run path (migrate,
+//! restore, rollback, daemon jobs), which [`app`] (the commands) and [`daemon`] only feed a
+//! [`pipeline::RunRequest`]. [`model::SecretValue`] is the only holder of
 //! plaintext.
 
 pub mod airflow;
@@ -29,6 +31,7 @@ pub mod error;
 pub mod fault;
 pub mod insight;
 pub mod logging;
+pub mod pipeline;
 pub mod plan;
 pub mod planfile;
 pub mod render;

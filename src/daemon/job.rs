@@ -10,10 +10,9 @@ use tracing::{info, warn};
 use super::config::{JobConfig, JobMode};
 use super::schedule::Clock;
 use super::metrics::{ItemLabels, Metrics, RunLabels};
-use crate::app::{self, RunStats};
-use crate::cli::MigrateArgs;
 use crate::config::Config;
-use crate::error::{Exit, classify};
+use crate::error::{AppError, Exit, classify};
+use crate::pipeline::{self, Endpoint, Mode, Operation, Overrides, RunOutcome, RunRequest};
 use crate::state::{StateDb, StateError};
 
 /// The last run of a job, as `/status` shows it (counts and messages, never a value).
@@ -49,22 +48,22 @@ pub struct Applied {
     pub verified: usize,
 }
 
-/// The arguments `migrate` would get for this job: the config file's [select]/[apply], then the
-/// job's own overrides.
-pub fn migrate_args(job: &JobConfig) -> MigrateArgs {
-    MigrateArgs {
-        plan: job.mode == JobMode::Plan,
-        apply: job.mode == JobMode::Apply,
+/// The run this job asks for: the config file's [select]/[apply], then the job's own overrides.
+pub fn request(cfg: &Config, job: &JobConfig) -> Result<RunRequest, AppError> {
+    let source = Endpoint::Spec(cfg.store(&job.source)?.clone());
+    let target = Endpoint::Spec(cfg.store(&job.target)?.clone());
+    let mode = if job.mode == JobMode::Apply { Mode::Apply } else { Mode::Plan };
+    let mut req = RunRequest::new(cfg, Operation::Migrate, source, target, mode).with_overrides(Overrides {
         only: job.only,
         include: job.include.clone(),
         exclude: job.exclude.clone(),
         prune: job.prune.unwrap_or(false),
         adopt: job.adopt.unwrap_or(false),
         max_deletes: job.max_deletes,
-        skip_errored: job.skip_errored,
-        no_snapshot: job.no_snapshot,
-        ..MigrateArgs::default()
-    }
+    });
+    req.skip_errored = job.skip_errored;
+    req.no_snapshot = job.no_snapshot;
+    Ok(req)
 }
 
 /// Run `job` once. Never panics on a store or state failure: the outcome says what happened.
@@ -93,31 +92,34 @@ pub async fn run_once(cfg: &Config, job: &JobConfig, db: &Arc<StateDb>, metrics:
     };
 
     metrics.running.get_or_create(&labels).set(1);
-    // The run records itself in the daemon's state database (no pool of its own per run).
-    let mut stats = RunStats { observer: Some(metrics.clone()), state: Some(db.clone()), ..RunStats::default() };
-    let result = run_pipeline(cfg, job, &mut stats).await;
-    metrics.running.get_or_create(&labels).set(0);
-    let finished_at = clock.now();
-    let status = match result {
-        Ok(Exit::Ok) => status_of(started_at, finished_at, "success", Exit::Ok, None, Some(&stats)),
-        Ok(Exit::ChangesPending) => status_of(started_at, finished_at, "drift", Exit::ChangesPending, None, Some(&stats)),
-        Ok(exit) => {
-            let error = Some(format!("finished with exit code {}", exit.code()));
-            status_of(started_at, finished_at, "failure", exit, error, Some(&stats))
+    let outcome = match request(cfg, job) {
+        Ok(mut req) => {
+            req.observer = Some(metrics.clone());
+            // The run records itself in the daemon's state database (no pool of its own per run).
+            req.state = Some(db.clone());
+            // The masked plan table goes nowhere: the run is reported by counts.
+            assert_send(pipeline::run(cfg, req, &mut std::io::sink())).await
         }
-        Err(e) => status_of(started_at, finished_at, "failure", classify(&e), Some(format!("{e:#}")), Some(&stats)),
+        Err(e) => RunOutcome::failed(e.into()),
     };
-    record(metrics, job, &status, Some(&stats));
+    metrics.running.get_or_create(&labels).set(0);
+    let status = status_of_outcome(started_at, clock.now(), &outcome);
+    record(metrics, job, &status, Some(&outcome));
     status
 }
 
-async fn run_pipeline(cfg: &Config, job: &JobConfig, stats: &mut RunStats) -> anyhow::Result<Exit> {
-    let source = cfg.store(&job.source)?;
-    let target = cfg.store(&job.target)?;
-    // The masked plan table goes nowhere: the run is reported by counts.
-    let mut sink = std::io::sink();
-    let args = migrate_args(job);
-    assert_send(app::migrate_specs(cfg, source, target, &args, &mut sink, stats)).await
+/// How a finished run reads in `/status`: success, drift (a plan with changes) or failure.
+pub fn status_of_outcome(started_at: DateTime<Utc>, finished_at: DateTime<Utc>, outcome: &RunOutcome) -> RunStatus {
+    let stats = Some(outcome);
+    match &outcome.result {
+        Ok(Exit::Ok) => status_of(started_at, finished_at, "success", Exit::Ok, None, stats),
+        Ok(Exit::ChangesPending) => status_of(started_at, finished_at, "drift", Exit::ChangesPending, None, stats),
+        Ok(exit) => {
+            let error = Some(format!("finished with exit code {}", exit.code()));
+            status_of(started_at, finished_at, "failure", *exit, error, stats)
+        }
+        Err(e) => status_of(started_at, finished_at, "failure", classify(e), Some(format!("{e:#}")), stats),
+    }
 }
 
 /// Compile-time guard: a job run is spawned on the runtime, so the pipeline future must be `Send`.
@@ -131,7 +133,7 @@ fn status_of(
     result: &'static str,
     exit: Exit,
     error: Option<String>,
-    stats: Option<&RunStats>,
+    stats: Option<&RunOutcome>,
 ) -> RunStatus {
     let duration = (finished_at - started_at).to_std().unwrap_or_default().as_secs_f64();
     let mut failed_items: Vec<String> = Vec::new();
@@ -164,7 +166,7 @@ fn status_of(
 }
 
 /// Metrics and the JSON log events of one finished run.
-fn record(metrics: &Metrics, job: &JobConfig, status: &RunStatus, stats: Option<&RunStats>) {
+fn record(metrics: &Metrics, job: &JobConfig, status: &RunStatus, stats: Option<&RunOutcome>) {
     let labels = Metrics::job(&job.name);
     metrics.runs.get_or_create(&RunLabels { job: job.name.clone(), result: status.result.into() }).inc();
     metrics.duration.get_or_create(&labels).observe(status.duration_seconds);
@@ -232,4 +234,30 @@ fn record(metrics: &Metrics, job: &JobConfig, status: &RunStatus, stats: Option<
         error = status.error.as_deref().unwrap_or(""),
         "job run finished"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A job's run is the config file's [select]/[apply] with the job's keys on top, as the same
+    /// flags would make it from the CLI.
+    #[test]
+    fn a_job_request_layers_its_keys_over_the_config_file() {
+        let cfg = Config::from_toml(
+            "[source]\nkind = \"memory\"\n[target]\nkind = \"memory\"\n\
+             [select]\ninclude = [\"a*\"]\n[apply]\nconcurrency = 3\nmax_deletes = 7\n\
+             [[jobs]]\nname = \"j\"\nschedule = \"0 * * * *\"\nmode = \"apply\"\nno_snapshot = true\n\
+             include = [\"b*\"]\nprune = true\nmax_deletes = 2\nskip_errored = true\n",
+        )
+        .unwrap();
+        let req = request(&cfg, &cfg.jobs[0]).unwrap();
+        assert_eq!(req.mode, Mode::Apply);
+        assert_eq!(req.operation, Operation::Migrate);
+        assert_eq!(req.select.include, ["a*", "b*"]);
+        assert!(req.apply.prune && !req.apply.adopt);
+        assert_eq!((req.apply.max_deletes, req.apply.concurrency), (2, Some(3)));
+        assert!(req.no_snapshot && req.skip_errored);
+        assert!(matches!((&req.source, &req.target), (Endpoint::Spec(_), Endpoint::Spec(_))));
+    }
 }
