@@ -328,14 +328,13 @@ pub fn read_as_by_format(caps: &Capabilities, entry: &Entry, readers: &[Reader])
                 ConnectionFormat::Json => Some(connection::to_json(c)),
                 ConnectionFormat::Uri => Some(connection::to_uri(c)),
             };
-            readers
-                .iter()
+            let read: Vec<Result<crate::model::Connection, connection::ParseError>> = match &payload {
+                None => readers.iter().map(|_| Ok(c.clone())).collect(),
+                Some(p) => connection::deserialize_for(p.expose_plaintext(), readers),
+            };
+            read.into_iter()
                 .map(|r| {
-                    let mut out = match &payload {
-                        None => c.clone(),
-                        Some(p) => connection::deserialize(p.expose_plaintext(), *r)
-                            .map_err(|e| ItemError::new(ItemErrorKind::Unparseable, e.to_string()))?,
-                    };
+                    let mut out = r.map_err(|e| ItemError::new(ItemErrorKind::Unparseable, e.to_string()))?;
                     if !caps.connection_description {
                         out.description = None;
                     }

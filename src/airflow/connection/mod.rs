@@ -533,8 +533,75 @@ fn from_items(items: Vec<(String, PyJson)>, reader: Reader) -> Result<Connection
 }
 
 fn from_items_as(items: Vec<(String, PyJson)>, reader: Reader, how: Construct) -> Result<Connection, ParseError> {
-    // Keyword check first: Python raises TypeError for these whatever the values are.
-    for (k, v) in &items {
+    from_items_for(&items, &[reader], how).pop().expect("one result per reader")
+}
+
+/// The fields of a dict as every reader takes them (the reader-independent part of the
+/// constructor): computed once for all the readers of a prediction.
+struct Taken {
+    conn_type: Option<String>,
+    port: Option<u16>,
+    host: Option<String>,
+    login: Option<String>,
+    password: Option<SecretValue>,
+    schema: Option<String>,
+    description: Option<String>,
+    extra: Option<SecretValue>,
+    /// The extra was given as a dict: an object already, nothing to validate.
+    extra_is_object: bool,
+}
+
+fn take_fields(items: &[(String, PyJson)], how: Construct) -> Result<Taken, ParseError> {
+    let get = |k: &str| items.iter().find(|(key, _)| key == k).map(|(_, v)| v);
+    let string = |k: &'static str| -> Result<Option<String>, ParseError> {
+        match get(k) {
+            None | Some(PyJson::Null) => Ok(None),
+            Some(PyJson::Str(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(ParseError::new(format!(
+                "connection field '{k}' is not a string"
+            ))),
+        }
+    };
+    let extra = match get("extra") {
+        Some(v) if v.truthy() => Some(SecretValue::new(match v {
+            PyJson::Str(s) => s.clone(),
+            other => pyjson::dumps(other),
+        })),
+        _ => None,
+    };
+    let conn_type = match get("conn_type") {
+        Some(PyJson::Str(s)) if how == Construct::Kwargs => Some(s.clone()),
+        Some(PyJson::Str(s)) if !s.is_empty() => Some(normalize_conn_type(s)),
+        Some(v) if v.truthy() => {
+            return Err(ParseError::new(
+                "connection field 'conn_type' is not a string",
+            ));
+        }
+        _ => None,
+    };
+    let port = match get("port") {
+        // The constructor keeps any port it is given, 0 included.
+        Some(v) if how == Construct::Kwargs && !matches!(v, PyJson::Null) => Some(python_int_port(v)?),
+        Some(v) if v.truthy() => Some(python_int_port(v)?),
+        _ => None,
+    };
+    Ok(Taken {
+        conn_type,
+        port,
+        host: string("host")?,
+        login: string("login")?,
+        password: string("password")?.map(SecretValue::new),
+        schema: string("schema")?,
+        description: string("description")?,
+        extra,
+        extra_is_object: matches!(get("extra"), Some(PyJson::Object(_))),
+    })
+}
+
+/// Python's keyword check: it raises TypeError for these whatever the values are, before any
+/// field is looked at.
+fn check_keys(items: &[(String, PyJson)], reader: Reader) -> Result<(), ParseError> {
+    for (k, v) in items {
         match k.as_str() {
             k if FIELD_KEYS.contains(&k) => {}
             "conn_id" => {
@@ -559,82 +626,88 @@ fn from_items_as(items: Vec<(String, PyJson)>, reader: Reader, how: Construct) -
             }
         }
     }
-    let get = |k: &str| items.iter().find(|(key, _)| key == k).map(|(_, v)| v);
-    let string = |k: &'static str| -> Result<Option<String>, ParseError> {
-        match get(k) {
-            None | Some(PyJson::Null) => Ok(None),
-            Some(PyJson::Str(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(ParseError::new(format!(
-                "connection field '{k}' is not a string"
-            ))),
-        }
-    };
-    let extra = match get("extra") {
-        Some(v) if v.truthy() => Some(match v {
-            PyJson::Str(s) => s.clone(),
-            other => pyjson::dumps(other),
-        }),
-        _ => None,
-    };
-    let conn_type = match get("conn_type") {
-        Some(PyJson::Str(s)) if how == Construct::Kwargs => Some(s.clone()),
-        Some(PyJson::Str(s)) if !s.is_empty() => Some(normalize_conn_type(s)),
-        Some(v) if v.truthy() => {
-            return Err(ParseError::new(
-                "connection field 'conn_type' is not a string",
-            ));
-        }
-        _ => None,
-    };
-    let port = match get("port") {
-        // The constructor keeps any port it is given, 0 included.
-        Some(v) if how == Construct::Kwargs && !matches!(v, PyJson::Null) => Some(python_int_port(v)?),
-        Some(v) if v.truthy() => Some(python_int_port(v)?),
-        _ => None,
-    };
-    let host = string("host")?;
-    let login = string("login")?;
-    let password = string("password")?;
-    let schema = string("schema")?;
-    let description = string("description")?;
+    Ok(())
+}
 
-    if let Some(uri) = get("uri").filter(|u| u.truthy()) {
-        let mixed = conn_type.is_some()
-            || [&host, &login, &password, &schema]
-                .iter()
-                .any(|f| f.as_deref().is_some_and(|s| !s.is_empty()))
-            || port.is_some_and(|p| p != 0)
-            || extra.is_some();
-        if mixed {
-            return Err(ParseError::new(
-                "connection JSON mixes 'uri' with individual fields (Airflow refuses it)",
-            ));
-        }
-        let PyJson::Str(uri) = uri else {
-            return Err(ParseError::new("connection field 'uri' is not a string"));
-        };
-        let mut conn = parse_uri(uri, reader)?;
-        conn.description = description;
-        return Ok(conn);
-    }
+/// One dict as each of `readers` builds it, in order: the fields are taken once, each reader
+/// then applies what is its own (its keyword check, `uri`, the empty password, the 3.1+ ORM's
+/// extra validation). Same results, in the same error order, as building it once per reader.
+fn from_items_for(items: &[(String, PyJson)], readers: &[Reader], how: Construct) -> Vec<Result<Connection, ParseError>> {
+    let mut taken: Option<Result<Taken, ParseError>> = None;
+    readers
+        .iter()
+        .map(|&reader| {
+            check_keys(items, reader)?;
+            let t = taken.get_or_insert_with(|| take_fields(items, how)).as_ref().map_err(Clone::clone)?;
+            let uri = items.iter().find(|(key, _)| key == "uri").map(|(_, v)| v).filter(|u| u.truthy());
+            if let Some(uri) = uri {
+                let mixed = t.conn_type.is_some()
+                    || [&t.host, &t.login, &t.schema]
+                        .iter()
+                        .any(|f| f.as_deref().is_some_and(|s| !s.is_empty()))
+                    || t.password.as_ref().is_some_and(|p| !p.is_empty())
+                    || t.port.is_some_and(|p| p != 0)
+                    || t.extra.is_some();
+                if mixed {
+                    return Err(ParseError::new(
+                        "connection JSON mixes 'uri' with individual fields (Airflow refuses it)",
+                    ));
+                }
+                let PyJson::Str(uri) = uri else {
+                    return Err(ParseError::new("connection field 'uri' is not a string"));
+                };
+                let mut conn = parse_uri(uri, reader)?;
+                conn.description = t.description.clone();
+                return Ok(conn);
+            }
+            let conn = Connection {
+                conn_type: t.conn_type.clone(),
+                description: t.description.clone(),
+                host: t.host.clone(),
+                login: t.login.clone(),
+                password: t.password.as_ref().filter(|p| !(reader.is_orm() && p.is_empty())).cloned(),
+                schema: t.schema.clone(),
+                port: t.port,
+                extra: t.extra.clone(),
+            };
+            if !t.extra_is_object {
+                validate_extra(&conn, reader)?;
+            }
+            Ok(conn)
+        })
+        .collect()
+}
 
-    let conn = Connection {
-        conn_type,
-        description,
-        host,
-        login,
-        password: password
-            .filter(|p| !(reader.is_orm() && p.is_empty()))
-            .map(SecretValue::new),
-        schema,
-        port,
-        extra: extra.map(SecretValue::new),
-    };
-    // An extra given as a dict is an object already: only a string needs parsing to check.
-    if !matches!(get("extra"), Some(PyJson::Object(_))) {
-        validate_extra(&conn, reader)?;
+/// [`from_kwargs`] for several readers at once (the dict converted and its fields taken once).
+pub fn from_kwargs_for(
+    m: &serde_json::Map<String, serde_json::Value>,
+    readers: &[Reader],
+) -> Vec<Result<Connection, ParseError>> {
+    from_items_for(&dict_items(m), readers, Construct::Kwargs)
+}
+
+/// [`from_fields`] for several readers at once.
+pub fn from_fields_for(
+    m: &serde_json::Map<String, serde_json::Value>,
+    readers: &[Reader],
+) -> Vec<Result<Connection, ParseError>> {
+    from_items_for(&dict_items(m), readers, Construct::FromJson)
+}
+
+/// [`deserialize`] for several readers at once: a JSON form is parsed once.
+pub fn deserialize_for(value: &str, readers: &[Reader]) -> Vec<Result<Connection, ParseError>> {
+    let v = builtins::strip(value);
+    if !v.starts_with('{') {
+        return readers.iter().map(|r| parse_uri(v, *r)).collect();
     }
-    Ok(conn)
+    match pyjson::loads(v) {
+        Ok(PyJson::Object(items)) => from_items_for(&items, readers, Construct::FromJson),
+        Ok(_) => readers.iter().map(|_| Err(ParseError::new("connection JSON is not an object"))).collect(),
+        Err(e) => {
+            let e = ParseError::new(format!("connection JSON does not parse: {e}"));
+            readers.iter().map(|_| Err(e.clone())).collect()
+        }
+    }
 }
 
 /// Python `int(port)` for a truthy JSON value, then our model's u16 range.
@@ -682,6 +755,49 @@ pub fn deserialize(value: &str, reader: Reader) -> Result<Connection, ParseError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Building a dict for several readers at once gives, reader for reader, what building it for
+    /// each alone gives (the fields are taken once and shared): random dicts of every key and
+    /// value type the readers treat differently.
+    #[test]
+    fn several_readers_at_once_match_one_at_a_time() {
+        use rand::{Rng, SeedableRng};
+        let seed: u64 = rand::random();
+        println!("seed {seed}");
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let keys = ["conn_type", "description", "host", "login", "password", "schema", "port", "extra", "uri", "team_name", "conn_id", "x"];
+        let values = || -> Vec<PyJson> {
+            vec![
+                PyJson::Null,
+                PyJson::Str(String::new()),
+                PyJson::Str("Postgres-SQL".into()),
+                PyJson::Str("5432".into()),
+                PyJson::Str("{\"a\": 1}".into()),
+                PyJson::Str("not json".into()),
+                PyJson::Str("postgresql://u:p@h:1/s?a=1".into()),
+                PyJson::Int("0".into()),
+                PyJson::Int("70000".into()),
+                PyJson::Bool(true),
+                PyJson::Float(3.7),
+                PyJson::Object(vec![("k".into(), PyJson::Int("1".into()))]),
+                PyJson::Object(Vec::new()),
+            ]
+        };
+        for _ in 0..5_000 {
+            let n = rng.random_range(0..6);
+            let items: Vec<(String, PyJson)> = (0..n)
+                .map(|_| {
+                    let vs = values();
+                    (keys[rng.random_range(0..keys.len())].to_string(), vs[rng.random_range(0..vs.len())].clone())
+                })
+                .collect();
+            for how in [Construct::Kwargs, Construct::FromJson] {
+                let together = from_items_for(&items, &Reader::ALL, how);
+                let alone: Vec<_> = Reader::ALL.iter().map(|r| from_items_for(&items, &[*r], how).pop().unwrap()).collect();
+                assert_eq!(together, alone, "{items:?}");
+            }
+        }
+    }
 
     #[test]
     fn float_repr_matches_python() {

@@ -403,11 +403,10 @@ impl Store for LocalFilesStore {
         if let (Kind::Connection, Rendered::Tree(Json::Object(m))) = (entry.id.kind, &rendered)
             && side.format != FileFormat::Env
         {
-            return Ok(readers
-                .iter()
-                .map(|r| {
-                    connection_from_dict(&entry.id.id, m, *r)
-                        .map(Value::Connection)
+            return Ok(connection_from_dict_for(&entry.id.id, m, readers)
+                .into_iter()
+                .map(|c| {
+                    c.map(Value::Connection)
                         .map_err(|e| ItemError::new(ItemErrorKind::Unparseable, format!("{e} (Airflow then rejects the whole file)")))
                 })
                 .collect());
@@ -559,6 +558,17 @@ fn json_type(v: &Json) -> &'static str {
 /// Airflow's `_create_connection` for a dict: `extra_dejson` (exclusive with `extra`) becomes
 /// `extra`; a `conn_id` key must equal the file's key; a `uri` key alone is a URI; the rest is
 /// `Connection(**dict)`, read by the codec's field reader (which refuses unknown keys).
+/// [`connection_from_dict`] for several readers: the dict this tool writes is converted once.
+fn connection_from_dict_for(key: &str, m: &Map<String, Json>, readers: &[Reader]) -> Vec<Result<Connection, String>> {
+    if !["conn_id", "extra_dejson", "uri"].iter().any(|k| m.contains_key(*k)) {
+        return connection::from_kwargs_for(m, readers)
+            .into_iter()
+            .map(|c| c.map_err(|e| format!("not a connection Airflow can build: {e}")))
+            .collect();
+    }
+    readers.iter().map(|r| connection_from_dict(key, m, *r)).collect()
+}
+
 fn connection_from_dict(key: &str, m: &Map<String, Json>, reader: Reader) -> Result<Connection, String> {
     // What this tool writes has none of these keys: read it as it is, without a copy.
     if !["conn_id", "extra_dejson", "uri"].iter().any(|k| m.contains_key(*k)) {
