@@ -46,10 +46,10 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value as Json};
 use tokio::sync::Semaphore;
 
-use super::aws_common::{
-    self, AIRFLOW_ID_KEY, AwsConnectionConfig, AwsConnectionFormat, Failure, LookupPattern, MANAGED_BY_KEY, MANAGED_BY_VALUE,
+use super::common::{
+    self as aws_common, AIRFLOW_ID_KEY, AwsConnectionConfig, AwsConnectionFormat, Failure, LookupPattern, MANAGED_BY_KEY, MANAGED_BY_VALUE,
 };
-use super::{Capabilities, ConnectionFormat, Placement, Precondition, Store, StoreError};
+use crate::store::{Capabilities, ConnectionFormat, Placement, Precondition, Store, StoreError};
 use crate::airflow::connection::{self, Reader};
 use crate::model::{
     Entry, Inventory, ItemError, ItemErrorKind, ItemId, Kind, Meta, Ownership, SecretValue, Value, Variable,
