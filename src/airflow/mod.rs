@@ -5,6 +5,7 @@
 //! under `crate::store` read and write through these rules.
 //! The contract is `shared/spec/airflow-formats.md`; the vectors in `tests/data/` (recorded from real Airflow) test it.
 
+pub mod amazon;
 pub mod connection;
 pub mod dotenv;
 pub mod env;

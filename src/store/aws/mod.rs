@@ -3,6 +3,8 @@
 //! Airflow's AWS kwargs, lookup patterns, ownership tags, SDK failures mapped to `StoreError`).
 
 #[cfg(any(feature = "aws-sm", feature = "aws-ssm"))]
+pub(crate) mod backend;
+#[cfg(any(feature = "aws-sm", feature = "aws-ssm"))]
 pub mod common;
 #[cfg(feature = "aws-sm")]
 pub mod secrets_manager;
