@@ -159,20 +159,9 @@ pub(super) fn reemit_yaml(text: &str, changes: &BTreeMap<String, Option<Rendered
         out.push_str("{}\n");
     }
     // Wipe the tree's strings: they hold plaintext.
-    fn wipe(n: &mut YNode) {
-        match n {
-            YNode::Str(s) | YNode::Plain(s) => zeroize::Zeroize::zeroize(s),
-            YNode::Seq(a) => a.iter_mut().for_each(wipe),
-            YNode::Map(m) => m.iter_mut().for_each(|(k, v)| {
-                wipe(k);
-                wipe(v)
-            }),
-            _ => {}
-        }
-    }
     entries.iter_mut().for_each(|(k, v)| {
-        wipe(k);
-        wipe(v)
+        wipe_ynode(k);
+        wipe_ynode(v)
     });
     Ok(out)
 }
