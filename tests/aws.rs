@@ -8,11 +8,11 @@ mod moto_server;
 
 use airflow_secrets_sync::airflow::connection::{Reader, equivalent};
 use airflow_secrets_sync::model::{Connection, Entry, ItemErrorKind, ItemId, Kind, Ownership, SecretValue};
-use airflow_secrets_sync::store::aws_common::{self, AwsConnectionConfig};
-use airflow_secrets_sync::store::aws_secrets_manager::{
+use airflow_secrets_sync::store::aws::common::{self as aws_common, AwsConnectionConfig};
+use airflow_secrets_sync::store::aws::secrets_manager::{
     self as sm, AwsSecretsManagerConfig, AwsSecretsManagerStore, SecretsManagerNaming,
 };
-use airflow_secrets_sync::store::aws_ssm::{AwsSsmConfig, AwsSsmStore, SsmNaming};
+use airflow_secrets_sync::store::aws::ssm::{AwsSsmConfig, AwsSsmStore, SsmNaming};
 use airflow_secrets_sync::store::{Placement, Precondition, Store, StoreError, conformance};
 use moto_server::MotoServer;
 use serde_json::{Map, Value as Json, json};

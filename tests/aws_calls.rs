@@ -9,8 +9,8 @@ mod moto_server;
 mod tcp_proxy;
 
 use airflow_secrets_sync::model::{Entry, ItemId};
-use airflow_secrets_sync::store::aws_secrets_manager::{AwsSecretsManagerConfig, AwsSecretsManagerStore};
-use airflow_secrets_sync::store::aws_ssm::{AwsSsmConfig, AwsSsmStore};
+use airflow_secrets_sync::store::aws::secrets_manager::{AwsSecretsManagerConfig, AwsSecretsManagerStore};
+use airflow_secrets_sync::store::aws::ssm::{AwsSsmConfig, AwsSsmStore};
 use airflow_secrets_sync::store::{Precondition, Store, StoreError};
 use moto_server::MotoServer;
 use serde_json::json;

@@ -20,7 +20,7 @@ use airflow_secrets_sync::insight::verify::{self, FindingKind, Severity};
 use airflow_secrets_sync::insight::open_per_reader;
 use airflow_secrets_sync::model::{ItemId, Kind, SecretValue, Value, Variable};
 #[cfg(feature = "aws-sm")]
-use airflow_secrets_sync::store::aws_common::{self, AwsConnectionConfig};
+use airflow_secrets_sync::store::aws::common::{self as aws_common, AwsConnectionConfig};
 use airflow_secrets_sync::plan::Selection;
 use airflow_secrets_sync::store::env::EnvStore;
 use airflow_secrets_sync::store::local_files::{LocalFilesConfig, LocalFilesStore};

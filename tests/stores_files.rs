@@ -9,7 +9,8 @@ use std::process::Command;
 
 use airflow_secrets_sync::model::{Connection, Entry, ItemErrorKind, ItemId, Kind};
 use airflow_secrets_sync::store::env::{self, EnvConfig, EnvConnectionFormat, EnvSource, EnvStore};
-use airflow_secrets_sync::store::local_files::{self, LocalFilesConfig, LocalFilesStore};
+use airflow_secrets_sync::airflow::local_filesystem;
+use airflow_secrets_sync::store::local_files::{LocalFilesConfig, LocalFilesStore};
 use airflow_secrets_sync::store::{Placement, Precondition, Store, StoreError, conformance};
 
 fn local(vars: Option<&Path>, conns: Option<&Path>) -> LocalFilesStore {
@@ -541,7 +542,7 @@ async fn local_env_round_trips_through_the_airflow_parser() {
     write_all(&store, &values.map(|(k, v)| Entry::variable(k, v))).await;
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.starts_with("# kept\nother=1\n"), "{text}");
-    let parsed: HashMap<String, String> = local_files::parse_airflow_env(&text).unwrap().into_iter().collect();
+    let parsed: HashMap<String, String> = local_filesystem::parse_airflow_env(&text).unwrap().into_iter().collect();
     for (k, v) in values {
         assert_eq!(parsed[k], v);
     }

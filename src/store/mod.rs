@@ -17,7 +17,6 @@ use crate::model::{Entry, Inventory, ItemError, ItemErrorKind, ItemId, Kind, Val
 pub mod atomic;
 pub mod env;
 pub mod local_files;
-mod yaml11;
 pub mod memory;
 pub mod metastore;
 pub(crate) mod sql_conn;
@@ -28,11 +27,14 @@ pub mod snapshot;
 #[cfg(feature = "vault")]
 pub mod vault;
 #[cfg(any(feature = "aws-sm", feature = "aws-ssm"))]
-pub mod aws_common;
+pub mod aws;
+// The paths before `store/aws/` (registry.rs names them): kept until the registry table lands.
+#[cfg(any(feature = "aws-sm", feature = "aws-ssm"))]
+pub use aws::common as aws_common;
 #[cfg(feature = "aws-sm")]
-pub mod aws_secrets_manager;
+pub use aws::secrets_manager as aws_secrets_manager;
 #[cfg(feature = "aws-ssm")]
-pub mod aws_ssm;
+pub use aws::ssm as aws_ssm;
 #[cfg(feature = "gcp")]
 pub mod gcp_secret_manager;
 #[cfg(feature = "azure")]

@@ -1,136 +1,19 @@
-//! `.env` files as dotenvy (and sh, docker compose) read them: statements split exactly as
-//! dotenvy's line joiner does, values read without the tool's environment, rewrites that keep every
-//! other line.
+//! The env store's `.env` file: its pairs read as dotenvy reads them (the format is
+//! [`crate::airflow::dotenv`]), refusals by item, and rewrites that keep every other line.
 
 use super::*;
-
-// ---- .env files as dotenvy reads them ----------------------------------------------------------
-
-/// One logical statement of a `.env` file, split exactly as dotenvy's line joiner does.
-pub(crate) struct Statement<'a> {
-    pub(crate) text: &'a str,
-    /// 1-based line where it starts.
-    pub(super) line: usize,
-    /// Whether dotenvy yields an item (a pair or an error) for it: not blank, not a comment.
-    pub(super) is_item: bool,
-    /// The key, when it parses as `[export] KEY =`.
-    pub(super) key: Option<String>,
-}
-
-#[derive(Clone, Copy)]
-pub(super) enum JoinState {
-    Complete,
-    Escape,
-    StrongOpen,
-    StrongOpenEscape,
-    WeakOpen,
-    WeakOpenEscape,
-    Comment,
-    WhiteSpace,
-}
-
-/// dotenvy 0.15 `QuotedLines::eval_end_state`, so statements we edit are the ones it reads.
-pub(super) fn join_state(mut state: JoinState, line: &str) -> JoinState {
-    use JoinState::*;
-    for c in line.chars() {
-        state = match state {
-            WhiteSpace => match c {
-                '#' => return Comment,
-                '\\' => Escape,
-                '"' => WeakOpen,
-                '\'' => StrongOpen,
-                _ => Complete,
-            },
-            Escape => Complete,
-            Complete => match c {
-                c if c.is_whitespace() && c != '\n' && c != '\r' => WhiteSpace,
-                '\\' => Escape,
-                '"' => WeakOpen,
-                '\'' => StrongOpen,
-                _ => Complete,
-            },
-            WeakOpen => match c {
-                '\\' => WeakOpenEscape,
-                '"' => Complete,
-                _ => WeakOpen,
-            },
-            WeakOpenEscape => WeakOpen,
-            StrongOpen => match c {
-                '\\' => StrongOpenEscape,
-                '\'' => Complete,
-                _ => StrongOpen,
-            },
-            StrongOpenEscape => StrongOpen,
-            Comment => return Comment,
-        };
-    }
-    state
-}
-
-pub(crate) fn split_statements(text: &str) -> Vec<Statement<'_>> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut start_line = 1;
-    let mut line_no = 1;
-    let mut state = JoinState::Complete;
-    let mut pos = 0;
-    for line in text.split_inclusive('\n') {
-        pos += line.len();
-        line_no += 1;
-        let buf = &text[start..pos];
-        let done = buf.trim_start().starts_with('#') || {
-            state = join_state(state, line);
-            matches!(state, JoinState::Complete | JoinState::Comment)
-        };
-        if done {
-            out.push(statement(&text[start..pos], start_line));
-            start = pos;
-            start_line = line_no;
-            state = JoinState::Complete;
-        }
-    }
-    if start < text.len() {
-        // Unterminated at end of file: dotenvy yields an error for it, even when it is blank
-        // (`"  "` without a newline ends in its WhiteSpace state).
-        let mut last = statement(&text[start..], start_line);
-        last.is_item = true;
-        out.push(last);
-    }
-    out
-}
-
-pub(super) fn statement(text: &str, line: usize) -> Statement<'_> {
-    let body = text.trim_start();
-    let is_item = !(body.trim_end().is_empty() || body.starts_with('#'));
-    Statement { text, line, is_item, key: if is_item { statement_key(body) } else { None } }
-}
-
-/// dotenvy's key rule: `[A-Za-z_][A-Za-z0-9_.]*`, optionally after `export`, then `=`.
-pub(super) fn statement_key(body: &str) -> Option<String> {
-    fn key(s: &str) -> Option<(&str, &str)> {
-        if !s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
-            return None;
-        }
-        let end = s.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.')).unwrap_or(s.len());
-        Some((&s[..end], s[end..].trim_start()))
-    }
-    let (mut k, mut rest) = key(body)?;
-    if k == "export" && !rest.starts_with('=') {
-        (k, rest) = key(rest)?;
-    }
-    rest.starts_with('=').then(|| k.to_string())
-}
+use crate::airflow::dotenv::split_statements;
 
 /// Every pair in a `.env` file as dotenvy reads it (last one wins, as in sh and compose), except
 /// that `$VAR` / `${VAR}` resolve only against the file itself, never against this process's
-/// environment ([`super::dotenv_read`]). A line that cannot be read is a per-item error when it
+/// environment ([`crate::airflow::dotenv::read`]). A line that cannot be read is a per-item error when it
 /// names one of our variables, otherwise ignored (it is not ours); the error gives the line
 /// number, never the text.
 pub(super) fn dotenv_values(
     store: &dyn fmt::Display,
     text: &str,
 ) -> Result<HashMap<String, Result<SecretValue, ItemError>>, StoreError> {
-    use super::dotenv_read::{Defined, LineError, parse_statement};
+    use crate::airflow::dotenv::read::{Defined, LineError, parse_statement};
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut defined = Defined::new();
     let mut out = HashMap::new();

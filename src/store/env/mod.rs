@@ -44,7 +44,6 @@ use crate::model::{
 };
 
 mod dotenv_file;
-mod dotenv_read;
 use dotenv_file::*;
 
 pub use crate::airflow::env::{CONN_PREFIX, EnvName, VAR_PREFIX, collisions, env_var_name, id_from_env_name, is_shell_name};
@@ -558,33 +557,6 @@ mod tests {
         let ids =
             [ItemId::variable("foo"), ItemId::variable("FOO"), ItemId::variable("bar"), ItemId::connection("foo")];
         assert_eq!(collisions(&ids), vec![vec![ItemId::variable("FOO"), ItemId::variable("foo")]]);
-    }
-
-    #[test]
-    fn statements_follow_dotenvy_line_joining() {
-        let text = "# c\nA='x\ny'\n\nexport B=\"q\\\"\nr\" # c\nC=1";
-        let st = split_statements(text);
-        let keys: Vec<_> = st.iter().map(|s| (s.line, s.is_item, s.key.clone())).collect();
-        assert_eq!(
-            keys,
-            vec![
-                (1, false, None),
-                (2, true, Some("A".into())),
-                (4, false, None),
-                (5, true, Some("B".into())),
-                (7, true, Some("C".into())),
-            ]
-        );
-        assert_eq!(st.iter().map(|s| s.text).collect::<String>(), text);
-    }
-
-    #[test]
-    fn statements_align_with_dotenvy_items() {
-        for text in ["A=1\n   ", "A=1 ", "A='open\nB=2", "# only\n", "\n\n", "A=1\nB", "export A=1\n  # c\nB=\"x\ny\""]
-        {
-            let items = split_statements(text).into_iter().filter(|s| s.is_item).count();
-            assert_eq!(items, dotenvy::from_read_iter(text.as_bytes()).count(), "{text:?}");
-        }
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //!   string (always a URI, JSON is not detected) or a field dict (`Connection(**dict)`, with
 //!   `extra_dejson` and a matching `conn_id` allowed).
 //! - YAML is read the way PyYAML's `safe_load` (YAML 1.1) types plain scalars: `yes`, `on`, `0123`,
-//!   `2001-12-14` are not strings there, while `1e3` and `1.5e3` are. [`super::yaml11`] reads
+//!   `2001-12-14` are not strings there, while `1e3` and `1.5e3` are. [`crate::airflow::python::yaml11`] reads
 //!   libyaml's events (keeping each plain scalar's text) and resolves them with PyYAML's resolver
 //!   rules ([`yaml11_type`]).
 //!
@@ -41,20 +41,21 @@ use serde_json::{Map, Value as Json};
 
 use super::atomic::{self, FileMode, Staged};
 use super::env::{check_uri_losses, read_text};
-use super::yaml11::{self, YNode, parse_yaml};
 use super::{Capabilities, ConnectionFormat, Placement, Precondition, Store, StoreError};
 use crate::airflow::connection::{self, Reader};
+use crate::airflow::python::yaml11::{self, YNode, emit_map, json_to_yaml, parse_yaml, wipe_ynode, yaml_to_json};
 use crate::model::{
-    Connection, Entry, Inventory, ItemError, ItemErrorKind, ItemId, Kind, Meta, SecretValue, Value, Variable,
+    Connection, Entry, Inventory, ItemError, ItemErrorKind, ItemId, Kind, Meta, SecretValue, Value,
 };
 
 mod env_format;
 mod json_file;
 mod yaml_file;
-pub use env_format::{is_py_line_break, parse_airflow_env};
+pub use crate::airflow::local_filesystem::FileFormat;
+use crate::airflow::local_filesystem::{self, Raw, RawKey, parse_file, py_isspace};
+use crate::airflow::is_py_line_break;
 use env_format::*;
 use json_file::*;
-pub use yaml_file::yaml11_type;
 use yaml_file::*;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,27 +68,6 @@ pub struct LocalFilesConfig {
     /// The mode of a file the tool creates (`"0640"`); default 0600. An existing file keeps its own.
     #[serde(default)]
     pub file_mode: Option<FileMode>,
-}
-
-/// A file format, chosen by extension as Airflow does (`rsplit(".")[-1].lower()`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FileFormat {
-    Json,
-    Yaml,
-    Env,
-}
-
-impl FileFormat {
-    pub fn from_path(path: &Path) -> Option<Self> {
-        let name = path.file_name()?.to_str()?;
-        let (_, ext) = name.rsplit_once('.')?;
-        match ext.to_ascii_lowercase().as_str() {
-            "json" => Some(FileFormat::Json),
-            "yaml" | "yml" => Some(FileFormat::Yaml),
-            "env" => Some(FileFormat::Env),
-            _ => None,
-        }
-    }
 }
 
 struct FileSide {
@@ -177,23 +157,7 @@ impl LocalFilesStore {
     /// The file's top-level entries, as Airflow parses them.
     fn load(&self, side: &FileSide) -> Result<Vec<(RawKey, Raw)>, StoreError> {
         let Some(text) = read_text(self, &side.path)? else { return Ok(Vec::new()) };
-        match side.format {
-            FileFormat::Env => Ok(parse_airflow_env(&text)
-                .map_err(|e| self.schema(&side.path, e))?
-                .into_iter()
-                .map(|(k, v)| (RawKey::Str(k), Raw::Str(v)))
-                .collect()),
-            FileFormat::Json => Ok(parse_json(&text)
-                .map_err(|e| self.schema(&side.path, e))?
-                .into_iter()
-                .map(|(k, v)| (RawKey::Str(k), Raw::from_json(v)))
-                .collect()),
-            FileFormat::Yaml => Ok(parse_yaml(&text)
-                .map_err(|e| self.schema(&side.path, e))?
-                .into_iter()
-                .map(|(k, v)| (RawKey::from_yaml(&k), Raw::from_yaml(v)))
-                .collect()),
-        }
+        parse_file(side.format, &text).map_err(|e| self.schema(&side.path, e))
     }
 
     fn decode(&self, kind: Kind, side: &FileSide, key: String, raw: Raw) -> (ItemId, Result<Entry, ItemError>) {
@@ -203,36 +167,12 @@ impl LocalFilesStore {
 
 /// One file entry as `reader` builds it from the file's parsed value.
 fn decode_as(reader: Reader, kind: Kind, side: &FileSide, key: String, raw: Raw) -> (ItemId, Result<Entry, ItemError>) {
-    {
-        let id = ItemId::new(kind, key);
-        let meta = Meta { name: Some(id.id.clone()), ..Meta::default() };
-        let unparseable = |d: String| Err(ItemError::new(ItemErrorKind::Unparseable, d));
-        let result = match (kind, raw) {
-            (Kind::Variable, Raw::Str(s)) => {
-                Ok(Entry { id: id.clone(), value: Value::Variable(Variable::new(s)), meta })
-            }
-            (Kind::Variable, Raw::Json(v)) => unparseable(format!(
-                "{} is not a string; Airflow returns it as-is, so it is not read as a variable value",
-                json_type(&v)
-            )),
-            (Kind::Connection, Raw::Str(s)) => match connection::parse_uri(&s, reader) {
-                Ok(c) => Ok(Entry { id: id.clone(), value: Value::Connection(c), meta }),
-                Err(e) => unparseable(format!("not a connection URI Airflow can read: {e}")),
-            },
-            (Kind::Connection, Raw::Json(Json::Object(m))) if side.format != FileFormat::Env => {
-                match connection_from_dict(&id.id, &m, reader) {
-                    Ok(c) => Ok(Entry { id: id.clone(), value: Value::Connection(c), meta }),
-                    Err(e) => unparseable(format!("{e} (Airflow then rejects the whole file)")),
-                }
-            }
-            (Kind::Connection, Raw::Json(v)) => unparseable(format!(
-                "{}; Airflow accepts only a string (URI) or an object, and rejects the whole file",
-                json_type(&v)
-            )),
-            (_, Raw::Bad(what)) => unparseable(what),
-        };
-        (id, result)
-    }
+    let id = ItemId::new(kind, key);
+    let meta = Meta { name: Some(id.id.clone()), ..Meta::default() };
+    let result = local_filesystem::decode(reader, kind, side.format, &id.id, raw)
+        .map(|value| Entry { id: id.clone(), value, meta })
+        .map_err(|d| ItemError::new(ItemErrorKind::Unparseable, d));
+    (id, result)
 }
 
 impl LocalFilesStore {
@@ -403,7 +343,7 @@ impl Store for LocalFilesStore {
         if let (Kind::Connection, Rendered::Tree(Json::Object(m))) = (entry.id.kind, &rendered)
             && side.format != FileFormat::Env
         {
-            return Ok(connection_from_dict_for(&entry.id.id, m, readers)
+            return Ok(local_filesystem::connection_from_dict_for(&entry.id.id, m, readers)
                 .into_iter()
                 .map(|c| {
                     c.map(Value::Connection)
@@ -491,197 +431,5 @@ impl Store for LocalFilesStore {
     async fn flush(&self) -> Result<(), StoreError> {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         self.flush_pending(&mut pending)
-    }
-}
-
-// ---- what a file holds ------------------------------------------------------------------------
-
-enum RawKey {
-    Str(String),
-    /// A YAML key that is not a string under YAML 1.1: its text and type.
-    Other(String, &'static str),
-}
-
-impl RawKey {
-    fn from_yaml(node: &YNode) -> Self {
-        match node {
-            YNode::Str(s) => RawKey::Str(s.clone()),
-            YNode::Plain(s) => RawKey::Other(s.clone(), yaml11_type(s).unwrap_or("a scalar")),
-            YNode::Bool(b) => RawKey::Other(b.to_string(), "a bool"),
-            YNode::Int(i) => RawKey::Other(i.to_string(), "an int"),
-            YNode::Float(f) => RawKey::Other(f.to_string(), "a float"),
-            YNode::Null => RawKey::Other("null".into(), "null"),
-            YNode::Unsupported(what) => RawKey::Other("<tagged key>".into(), what),
-            YNode::Seq(_) | YNode::Map(_) => RawKey::Other("<complex key>".into(), "a collection"),
-        }
-    }
-}
-
-enum Raw {
-    Str(String),
-    /// Any other JSON-representable value.
-    Json(Json),
-    /// Something JSON cannot represent (a YAML timestamp, `.inf`, ...): why.
-    Bad(String),
-}
-
-impl Raw {
-    fn from_json(v: Json) -> Self {
-        match v {
-            Json::String(s) => Raw::Str(s),
-            other => Raw::Json(other),
-        }
-    }
-
-    fn from_yaml(node: YNode) -> Self {
-        match node {
-            YNode::Str(s) => Raw::Str(s),
-            other => match yaml_to_json(&other) {
-                Ok(v) => Raw::Json(v),
-                Err(why) => Raw::Bad(format!("{why}, not a string")),
-            },
-        }
-    }
-}
-
-fn json_type(v: &Json) -> &'static str {
-    match v {
-        Json::Null => "null",
-        Json::Bool(_) => "a bool",
-        Json::Number(_) => "a number",
-        Json::String(_) => "a string",
-        Json::Array(_) => "a list",
-        Json::Object(_) => "an object",
-    }
-}
-
-/// Airflow's `_create_connection` for a dict: `extra_dejson` (exclusive with `extra`) becomes
-/// `extra`; a `conn_id` key must equal the file's key; a `uri` key alone is a URI; the rest is
-/// `Connection(**dict)`, read by the codec's field reader (which refuses unknown keys).
-/// [`connection_from_dict`] for several readers: the dict this tool writes is converted once.
-fn connection_from_dict_for(key: &str, m: &Map<String, Json>, readers: &[Reader]) -> Vec<Result<Connection, String>> {
-    if !["conn_id", "extra_dejson", "uri"].iter().any(|k| m.contains_key(*k)) {
-        return connection::from_kwargs_for(m, readers)
-            .into_iter()
-            .map(|c| c.map_err(|e| format!("not a connection Airflow can build: {e}")))
-            .collect();
-    }
-    readers.iter().map(|r| connection_from_dict(key, m, *r)).collect()
-}
-
-fn connection_from_dict(key: &str, m: &Map<String, Json>, reader: Reader) -> Result<Connection, String> {
-    // What this tool writes has none of these keys: read it as it is, without a copy.
-    if !["conn_id", "extra_dejson", "uri"].iter().any(|k| m.contains_key(*k)) {
-        return connection::from_kwargs(m, reader).map_err(|e| format!("not a connection Airflow can build: {e}"));
-    }
-    let mut m = m.clone();
-    if let Some(conn_id) = m.remove("conn_id")
-        && conn_id.as_str() != Some(key)
-    {
-        return Err("its conn_id differs from its key".into());
-    }
-    if let Some(dejson) = m.remove("extra_dejson") {
-        if m.contains_key("extra") {
-            return Err("extra and extra_dejson are mutually exclusive".into());
-        }
-        m.insert("extra".into(), dejson);
-    }
-    if let Some(uri) = m.remove("uri") {
-        if !m.is_empty() {
-            return Err("uri cannot be combined with other fields".into());
-        }
-        let Json::String(uri) = uri else { return Err("uri is not a string".into()) };
-        return connection::parse_uri(&uri, reader).map_err(|e| format!("not a connection URI Airflow can read: {e}"));
-    }
-    connection::from_kwargs(&m, reader).map_err(|e| format!("not a connection Airflow can build: {e}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn formats_come_from_the_extension() {
-        assert_eq!(FileFormat::from_path(Path::new("/a/b.JSON")), Some(FileFormat::Json));
-        assert_eq!(FileFormat::from_path(Path::new("v.yml")), Some(FileFormat::Yaml));
-        assert_eq!(FileFormat::from_path(Path::new("v.env")), Some(FileFormat::Env));
-        assert_eq!(FileFormat::from_path(Path::new("v.toml")), None);
-        assert_eq!(FileFormat::from_path(Path::new("env")), None);
-    }
-
-    #[test]
-    fn airflow_env_follows_python_splitlines() {
-        let err = parse_airflow_env("d=\u{85}e=5").unwrap_err();
-        assert!(err.contains("line 1") && err.contains("empty value"), "{err}");
-        let ok = parse_airflow_env("a=1\r\nb= spaced \x0bc=x=y\n# comment\n \t# x\n\u{2028}e=5").unwrap();
-        assert_eq!(
-            ok,
-            vec![
-                ("a".to_string(), "1".to_string()),
-                ("b".into(), " spaced ".into()),
-                ("c".into(), "x=y".into()),
-                ("e".into(), "5".into())
-            ]
-        );
-        assert!(parse_airflow_env("novalue\n").unwrap_err().contains("no '='"));
-        assert!(parse_airflow_env("k=1\nk=2\n").unwrap_err().contains("more than once"));
-    }
-
-    #[test]
-    fn yaml11_resolver_matches_pyyaml_rules() {
-        for s in ["yes", "No", "ON", "off", "~", "null", "", "0123", "0b101", "0x1F", "1_000", "190:20:30", "-12"] {
-            assert!(yaml11_type(s).is_some(), "{s:?} should not be a string");
-        }
-        for s in [
-            "1.5",
-            "1.",
-            "-1.5e+3",
-            ".5",
-            "190:20:30.15",
-            ".inf",
-            "-.Inf",
-            ".NaN",
-            "2001-12-14",
-            "2001-12-14t21:59:43.10-05:00",
-            "2001-12-14 21:59:43.10 -5",
-            "<<",
-            "=",
-        ] {
-            assert!(yaml11_type(s).is_some(), "{s:?} should not be a string");
-        }
-        for s in [
-            "1e3", "1E3", "0o17", "y", "n", "089", "1.5e3", "abc", ".", "._1", "+.5", "+.nan", "2001-1-1", "12:70",
-            "0x", "True1",
-        ] {
-            assert_eq!(yaml11_type(s), None, "{s:?} should be a string");
-        }
-        assert_eq!(yaml11_int_value("0123"), Some(83));
-        assert_eq!(yaml11_int_value("190:20:30"), Some(685230));
-        assert_eq!(yaml11_int_value("-0x1_F"), Some(-31));
-    }
-
-    #[test]
-    fn yaml_reading_tells_quoted_from_plain() {
-        let text = "a: yes\nb: \"yes\"\nc: 'on'\nd: 0123\ne: 1e3\nf: ~\ng: |\n  yes\nh: {port: 0123, x: \"5\"}\n";
-        let m = parse_yaml(text).unwrap();
-        let get = |k: &str| m.iter().find(|(key, _)| *key == YNode::Str(k.into())).map(|(_, v)| v.clone()).unwrap();
-        assert_eq!(get("a"), YNode::Plain("yes".into()));
-        assert_eq!(get("b"), YNode::Str("yes".into()));
-        assert_eq!(get("c"), YNode::Str("on".into()));
-        assert_eq!(get("d"), YNode::Plain("0123".into()));
-        assert_eq!(get("e"), YNode::Str("1e3".into()), "YAML 1.1 (PyYAML) reads 1e3 as a string");
-        assert_eq!(get("f"), YNode::Plain("~".into()));
-        assert_eq!(get("g"), YNode::Str("yes\n".into()));
-        assert_eq!(yaml_to_json(&get("h")).unwrap(), serde_json::json!({"port": 83, "x": "5"}));
-    }
-
-    #[test]
-    fn floats_are_written_the_way_yaml11_reads_floats() {
-        assert_eq!(yaml11_float_text(1e300), "1.0e+300");
-        assert_eq!(yaml11_float_text(1.5e-7), "1.5e-7");
-        assert_eq!(yaml11_float_text(100.0), "100.0");
-        for f in [1e300, 1.5e-7, 100.0, 0.1] {
-            assert_eq!(yaml11_type(&yaml11_float_text(f)), Some("a float"));
-        }
     }
 }

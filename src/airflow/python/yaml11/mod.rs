@@ -15,7 +15,11 @@ use std::mem::MaybeUninit;
 
 use unsafe_libyaml as sys;
 
-use super::local_files::yaml11_type;
+mod emit;
+mod resolve;
+pub(crate) use emit::emit_map;
+pub use resolve::yaml11_type;
+pub(crate) use resolve::{json_to_yaml, wipe_ynode, yaml_to_json};
 
 /// A YAML node with PyYAML's typing of plain scalars.
 #[derive(Clone, Debug, PartialEq)]
@@ -462,5 +466,20 @@ mod tests {
         assert!(matches!(parse_doc("# only\n").unwrap().root, Root::Nothing));
         assert!(matches!(parse_doc("~\n").unwrap().root, Root::Null));
         assert!(parse_doc("k: \"canary\n  - [\n").err().unwrap().starts_with("not valid YAML (line"));
+    }
+
+    #[test]
+    fn yaml_reading_tells_quoted_from_plain() {
+        let text = "a: yes\nb: \"yes\"\nc: 'on'\nd: 0123\ne: 1e3\nf: ~\ng: |\n  yes\nh: {port: 0123, x: \"5\"}\n";
+        let m = parse_yaml(text).unwrap();
+        let get = |k: &str| m.iter().find(|(key, _)| *key == YNode::Str(k.into())).map(|(_, v)| v.clone()).unwrap();
+        assert_eq!(get("a"), YNode::Plain("yes".into()));
+        assert_eq!(get("b"), YNode::Str("yes".into()));
+        assert_eq!(get("c"), YNode::Str("on".into()));
+        assert_eq!(get("d"), YNode::Plain("0123".into()));
+        assert_eq!(get("e"), YNode::Str("1e3".into()), "YAML 1.1 (PyYAML) reads 1e3 as a string");
+        assert_eq!(get("f"), YNode::Plain("~".into()));
+        assert_eq!(get("g"), YNode::Str("yes\n".into()));
+        assert_eq!(yaml_to_json(&get("h")).unwrap(), serde_json::json!({"port": 83, "x": "5"}));
     }
 }

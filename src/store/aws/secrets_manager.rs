@@ -15,7 +15,7 @@
 //! description: Airflow re-maps the JSON through its alias table (user/username/user_name → login,
 //! pass/key → password, database → schema, conn_id/connection_type/engine → conn_type,
 //! remote_host/server → host; the first key in the secret's own order wins) and drops every other
-//! key, description included. [`decode_connection`] reproduces that reading. SecretString is at most
+//! key, description included. [`decode_connection`] (in `crate::airflow::amazon`) reproduces that reading. SecretString is at most
 //! 65,536 bytes.
 //!
 //! **Ownership.** Secrets we create carry the tags `managed-by=airflow-secrets-sync` and
@@ -42,13 +42,15 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value as Json};
 use tokio::sync::Semaphore;
 
-use super::aws_common::{
-    self, AIRFLOW_ID_KEY, AwsConnectionConfig, AwsConnectionFormat, Failure, LookupPattern, MANAGED_BY_KEY, MANAGED_BY_VALUE,
+use super::backend::{self, BackendConfig, Patterns};
+use super::common::{
+    self as aws_common, AIRFLOW_ID_KEY, AwsConnectionConfig, AwsConnectionFormat, Failure, MANAGED_BY_KEY, MANAGED_BY_VALUE,
 };
-use super::{Capabilities, ConnectionFormat, Placement, Precondition, Store, StoreError};
-use crate::airflow::connection::{self, ParseError, Reader};
+use crate::store::{Capabilities, Placement, Precondition, Store, StoreError};
+pub use crate::airflow::amazon::decode_connection;
+use crate::airflow::connection::Reader;
 use crate::model::{
-    Connection, Entry, Inventory, ItemError, ItemErrorKind, ItemId, Kind, Meta, Ownership, SecretValue, Value,
+    Entry, Inventory, ItemError, ItemErrorKind, ItemId, Kind, Meta, Ownership, SecretValue, Value,
     Variable,
 };
 
@@ -94,9 +96,10 @@ pub struct AwsSecretsManagerConfig {
     pub aws: AwsConnectionConfig,
 }
 
+/// The store's own keys (the AWS connection keys are split off first).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Fields {
+pub(crate) struct Fields {
     #[serde(default = "default_connections_prefix", deserialize_with = "aws_common::de_prefix")]
     connections_prefix: Option<String>,
     #[serde(default = "default_variables_prefix", deserialize_with = "aws_common::de_prefix")]
@@ -138,22 +141,25 @@ fn default_recovery_window() -> u32 {
 
 impl Default for AwsSecretsManagerConfig {
     fn default() -> Self {
-        Self::from_fields(serde_json::from_value(Json::Object(Map::new())).expect("defaults"), AwsConnectionConfig::default())
+        backend::default_config()
     }
 }
 
 impl<'de> Deserialize<'de> for AwsSecretsManagerConfig {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let (fields, aws) = aws_common::deserialize_split::<D, Fields>(d)?;
-        let cfg = Self::from_fields(fields, aws);
-        cfg.validate().map_err(serde::de::Error::custom)?;
-        Ok(cfg)
+        backend::deserialize_config(d)
     }
 }
 
 const CONN_FIELDS: [&str; 7] = ["login", "password", "host", "port", "schema", "conn_type", "extra"];
 
-impl AwsSecretsManagerConfig {
+impl BackendConfig for AwsSecretsManagerConfig {
+    type Fields = Fields;
+
+    fn validate(&self) -> Result<(), String> {
+        AwsSecretsManagerConfig::validate(self)
+    }
+
     fn from_fields(f: Fields, aws: AwsConnectionConfig) -> Self {
         Self {
             connections_prefix: f.connections_prefix,
@@ -171,7 +177,9 @@ impl AwsSecretsManagerConfig {
             aws,
         }
     }
+}
 
+impl AwsSecretsManagerConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.sep.is_empty() {
             return Err("sep must not be empty".into());
@@ -179,9 +187,7 @@ impl AwsSecretsManagerConfig {
         if !(7..=30).contains(&self.recovery_window_days) {
             return Err("recovery_window_days must be between 7 and 30 (an AWS limit)".into());
         }
-        for p in [&self.connections_lookup_pattern, &self.variables_lookup_pattern].into_iter().flatten() {
-            LookupPattern::compile(p)?;
-        }
+        Patterns::compile(self.connections_lookup_pattern.as_deref(), self.variables_lookup_pattern.as_deref())?;
         for k in self.extra_conn_words.keys() {
             if k != "user" && !CONN_FIELDS.contains(&k.as_str()) {
                 // Airflow would raise KeyError on the first connection read.
@@ -191,100 +197,40 @@ impl AwsSecretsManagerConfig {
         self.aws.validate()
     }
 
-    /// The `[secrets] backend_kwargs` of an Airflow `SecretsManagerBackend`, as our config.
-    /// `None` prefixes disable a kind; `config_prefix` / `config_lookup_pattern` are accepted and
-    /// ignored (this tool does not move Airflow config). The AWS connection kwargs map as in
-    /// [`aws_common::connection_from_kwargs`]; any other key is refused by name.
+    /// The `[secrets] backend_kwargs` of an Airflow `SecretsManagerBackend`, as our config
+    /// ([`backend::config_from_kwargs`]). `None` prefixes disable a kind.
     pub fn from_airflow_kwargs(kwargs: &Map<String, Json>) -> Result<Self, String> {
-        let mut kw = kwargs.clone();
-        let mut own = aws_common::connection_from_kwargs(&mut kw)?;
-        for key in ["config_prefix", "config_lookup_pattern"] {
-            kw.remove(key);
-        }
-        for key in [
-            "connections_prefix",
-            "variables_prefix",
-            "sep",
-            "connections_lookup_pattern",
-            "variables_lookup_pattern",
-            "extra_conn_words",
-        ] {
-            if let Some(v) = kw.remove(key) {
-                match (key, v) {
-                    // Airflow's `None` pattern / words / sep mean "the default".
-                    ("connections_prefix" | "variables_prefix", v) => {
-                        own.insert(key.into(), v);
-                    }
-                    (_, Json::Null) => {}
-                    (_, v) => {
-                        own.insert(key.into(), v);
+        backend::config_from_kwargs(kwargs, "SecretsManagerBackend", |kw, own| {
+            for key in [
+                "connections_prefix",
+                "variables_prefix",
+                "sep",
+                "connections_lookup_pattern",
+                "variables_lookup_pattern",
+                "extra_conn_words",
+            ] {
+                if let Some(v) = kw.remove(key) {
+                    match (key, v) {
+                        // Airflow's `None` pattern / words / sep mean "the default".
+                        ("connections_prefix" | "variables_prefix", v) => {
+                            own.insert(key.into(), v);
+                        }
+                        (_, Json::Null) => {}
+                        (_, v) => {
+                            own.insert(key.into(), v);
+                        }
                     }
                 }
             }
-        }
-        for key in ["full_url_mode", "are_secret_values_urlencoded"] {
-            // Removed in amazon provider 9.x; `full_url_mode=False` meant URL-unquoted JSON fields.
-            if kw.remove(key).is_some_and(|v| v != Json::Bool(false) && v != Json::Null) {
-                return Err(format!("{key} is not supported (removed from the amazon provider)"));
+            for key in ["full_url_mode", "are_secret_values_urlencoded"] {
+                // Removed in amazon provider 9.x; `full_url_mode=False` meant URL-unquoted JSON fields.
+                if kw.remove(key).is_some_and(|v| v != Json::Bool(false) && v != Json::Null) {
+                    return Err(format!("{key} is not supported (removed from the amazon provider)"));
+                }
             }
-        }
-        if let Some(k) = kw.keys().next() {
-            return Err(format!("unsupported SecretsManagerBackend kwarg {k:?}"));
-        }
-        let (fields, aws) = aws_common::split_config::<Fields>(own)?;
-        let cfg = Self::from_fields(fields, aws);
-        cfg.validate()?;
-        Ok(cfg)
+            Ok(())
+        })
     }
-}
-
-/// Airflow's `SecretsManagerBackend.get_conn_value` + `deserialize_connection`: the stored string
-/// as Airflow reads it. `Ok(None)` for an empty value (Airflow's falsy check).
-pub fn decode_connection(
-    value: &str,
-    extra_conn_words: &BTreeMap<String, Vec<String>>,
-    reader: Reader,
-) -> Result<Option<Connection>, ParseError> {
-    if value.is_empty() {
-        return Ok(None);
-    }
-    if !value.trim().starts_with('{') {
-        return connection::deserialize(value, reader).map(Some);
-    }
-    let secret: Map<String, Json> = serde_json::from_str(value.trim())
-        .map_err(|e| ParseError(format!("not a JSON object (line {}, column {})", e.line(), e.column())))?;
-    let standardized = standardize_secret_keys(&secret, extra_conn_words);
-    let json = SecretValue::from(Json::Object(standardized).to_string());
-    connection::from_json(json.expose_plaintext(), reader).map(Some)
-}
-
-/// `_standardize_secret_keys`: for each canonical field, the first key of the secret (in its own
-/// order) that is one of the field's alias words; every other key is dropped.
-fn standardize_secret_keys(secret: &Map<String, Json>, extra: &BTreeMap<String, Vec<String>>) -> Map<String, Json> {
-    let mut words: Vec<(&str, Vec<&str>)> = vec![
-        ("login", vec!["login", "user", "username", "user_name"]),
-        ("password", vec!["password", "pass", "key"]),
-        ("host", vec!["host", "remote_host", "server"]),
-        ("port", vec!["port"]),
-        ("schema", vec!["database", "schema"]),
-        ("conn_type", vec!["conn_type", "conn_id", "connection_type", "engine"]),
-        ("extra", vec!["extra"]),
-    ];
-    for (field, more) in extra {
-        let field = if field == "user" { "login" } else { field.as_str() };
-        if let Some((_, w)) = words.iter_mut().find(|(f, _)| *f == field) {
-            w.extend(more.iter().map(String::as_str));
-        }
-    }
-    let mut out = Map::new();
-    for (field, w) in words {
-        if let Some((_, v)) = secret.iter().find(|(k, _)| w.contains(&k.as_str()))
-            && !v.is_null()
-        {
-            out.insert(field.to_string(), v.clone());
-        }
-    }
-    out
 }
 
 /// Names as Airflow builds them for one configuration. Pure: no I/O.
@@ -293,21 +239,18 @@ pub struct SecretsManagerNaming {
     connections_prefix: Option<String>,
     variables_prefix: Option<String>,
     sep: String,
-    connections_pattern: Option<LookupPattern>,
-    variables_pattern: Option<LookupPattern>,
+    patterns: Patterns,
 }
 
 impl SecretsManagerNaming {
     pub fn new(cfg: &AwsSecretsManagerConfig) -> Result<Self, String> {
         // `if connections_prefix: self.connections_prefix = connections_prefix.rstrip(sep)`
         let strip = |p: &Option<String>| p.as_ref().map(|p| aws_common::rstrip_chars(p, &cfg.sep).to_string());
-        let pattern = |p: &Option<String>| p.as_deref().map(LookupPattern::compile).transpose().map(Option::flatten);
         Ok(Self {
             connections_prefix: strip(&cfg.connections_prefix),
             variables_prefix: strip(&cfg.variables_prefix),
             sep: cfg.sep.clone(),
-            connections_pattern: pattern(&cfg.connections_lookup_pattern)?,
-            variables_pattern: pattern(&cfg.variables_lookup_pattern)?,
+            patterns: Patterns::compile(cfg.connections_lookup_pattern.as_deref(), cfg.variables_lookup_pattern.as_deref())?,
         })
     }
 
@@ -315,13 +258,6 @@ impl SecretsManagerNaming {
         match kind {
             Kind::Variable => self.variables_prefix.as_deref(),
             Kind::Connection => self.connections_prefix.as_deref(),
-        }
-    }
-
-    fn pattern(&self, kind: Kind) -> Option<&LookupPattern> {
-        match kind {
-            Kind::Variable => self.variables_pattern.as_ref(),
-            Kind::Connection => self.connections_pattern.as_ref(),
         }
     }
 
@@ -338,22 +274,7 @@ impl SecretsManagerNaming {
     }
 
     pub fn locate(&self, id: &ItemId) -> Placement {
-        let Some(name) = self.name(id) else {
-            return Placement::Unreachable(format!("{} are disabled ({}_prefix = false)", id.kind.plural(), id.kind.plural()));
-        };
-        if let Some(p) = self.pattern(id.kind)
-            && !p.matches(&id.id)
-        {
-            return Placement::Unreachable(format!(
-                "does not match {}_lookup_pattern {:?}: Airflow never looks it up",
-                id.kind.plural(),
-                p.source()
-            ));
-        }
-        match name_problem(&name) {
-            Some(why) => Placement::Invalid(why),
-            None => Placement::At(name),
-        }
+        self.patterns.locate(id, self.name(id), name_problem)
     }
 }
 
@@ -405,23 +326,14 @@ fn current_version(map: Option<&HashMap<String, Vec<String>>>) -> Option<String>
     map?.iter().find(|(_, stages)| stages.iter().any(|s| s == "AWSCURRENT")).map(|(v, _)| v.clone())
 }
 
-fn item_err(store: &dyn fmt::Display, id: &ItemId, kind: ItemErrorKind, detail: impl Into<String>) -> StoreError {
-    StoreError::item(store, id, ItemError::new(kind, detail))
-}
-
 impl AwsSecretsManagerStore {
     /// Build the client (no request is made).
     pub async fn new(cfg: AwsSecretsManagerConfig) -> Result<Self, StoreError> {
         let config_err = |message: String| StoreError::Config { store: "aws_secrets_manager".into(), message };
         cfg.validate().map_err(config_err)?;
         let naming = SecretsManagerNaming::new(&cfg).map_err(config_err)?;
-        let sdk = aws_common::sdk_config(&cfg.aws).await;
-        let region = sdk.region().map(|r| r.to_string()).unwrap_or_else(|| "(default region)".into());
-        let mut b = aws_sdk_secretsmanager::config::Builder::from(&sdk);
-        if let Some(url) = &cfg.aws.endpoint_url {
-            b = b.endpoint_url(url);
-        }
-        let client = Client::from_conf(b.build());
+        let (client, region) = backend::client::<Client>(&cfg.aws).await;
+        let region = region.unwrap_or_else(|| "(default region)".into());
         let permits = Semaphore::new(cfg.aws.max_concurrency);
         Ok(Self { cfg, naming, client, region, reader: Reader::default(), permits })
     }
@@ -452,49 +364,20 @@ impl AwsSecretsManagerStore {
 
     /// The checked name for a write, or the per-item error, before any request.
     fn placed(&self, id: &ItemId) -> Result<String, StoreError> {
-        match self.naming.locate(id) {
-            Placement::At(name) => Ok(name),
-            Placement::Invalid(why) => Err(item_err(self, id, ItemErrorKind::InvalidName, why)),
-            Placement::Unreachable(why) => Err(item_err(self, id, ItemErrorKind::Unreachable, why)),
-        }
+        backend::placed(self, id, self.naming.locate(id))
     }
 
     /// The SecretString for `entry`, or the per-item error, before any request.
     fn encode(&self, entry: &Entry) -> Result<SecretValue, StoreError> {
-        let value = match &entry.value {
-            Value::Variable(v) => {
-                if v.value.is_empty() {
-                    return Err(item_err(
-                        self,
-                        &entry.id,
-                        ItemErrorKind::NotRepresentable,
-                        "an empty variable cannot be stored in Secrets Manager (SecretString minimum length is 1)",
-                    ));
-                }
-                v.value.clone()
-            }
-            Value::Connection(c) => {
-                // Airflow drops the description on read (alias remapping), so it is not written.
-                let c = Connection { description: None, ..c.clone() };
-                match self.cfg.connection_format {
-                    AwsConnectionFormat::Json => connection::to_json(&c),
-                    AwsConnectionFormat::Uri => connection::to_uri(&c),
-                }
-            }
+        let rules = backend::ValueRules {
+            service: "Secrets Manager",
+            min_length: "SecretString minimum length is 1",
+            max_bytes: MAX_SECRET_BYTES,
+            too_large_hint: &|_| String::new(),
+            // Airflow drops the description on read (alias remapping), so it is not written.
+            drop_description: true,
         };
-        if value.is_empty() {
-            // Only a variable can be empty (checked above); a codec never yields "" for a connection.
-            return Err(item_err(self, &entry.id, ItemErrorKind::NotRepresentable, "an empty value cannot be stored in Secrets Manager"));
-        }
-        if value.len() > MAX_SECRET_BYTES {
-            return Err(item_err(
-                self,
-                &entry.id,
-                ItemErrorKind::TooLarge,
-                format!("{} bytes; the Secrets Manager limit is {MAX_SECRET_BYTES}", value.len()),
-            ));
-        }
-        Ok(value)
+        backend::encode(self, entry, self.cfg.connection_format, &rules)
     }
 
     /// CreateSecret with our ownership tags (and the KMS key, if configured).
@@ -534,15 +417,7 @@ impl AwsSecretsManagerStore {
     }
 
     fn refuse_foreign(&self, id: &ItemId, name: &str, action: &str) -> StoreError {
-        item_err(
-            self,
-            id,
-            ItemErrorKind::NotOwned,
-            format!(
-                "secret '{name}' exists but was not created by airflow-secrets-sync (no {MANAGED_BY_KEY}={MANAGED_BY_VALUE} tag); \
-                 refusing to {action} it (set adopt = true to take it over)"
-            ),
-        )
+        backend::refuse_foreign(self, id, "secret", name, action)
     }
 
     /// Fetch the values of `listed` (id, name, ownership) with `BatchGetSecretValue`, several
@@ -648,30 +523,15 @@ impl Store for AwsSecretsManagerStore {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            read_only: false,
             variables: self.naming.variables_prefix.is_some(),
             connections: self.naming.connections_prefix.is_some(),
             max_value_bytes: Some(MAX_SECRET_BYTES),
-            empty_variables: false,
-            variable_line_breaks: true,
-            connection_format: match self.cfg.connection_format {
-                AwsConnectionFormat::Json => ConnectionFormat::Json,
-                AwsConnectionFormat::Uri => ConnectionFormat::Uri,
-            },
-            connection_description: false,
-            variable_description: false,
-            can_tag: true,
-            can_delete: true,
             // `Absent` is CreateSecret's own atomic check; `Version` is checked just before the write.
             conditional_writes: true,
             read_batch: BATCH,
-            write_concurrency: self.cfg.aws.max_concurrency,
             // Secrets Manager's quota for CreateSecret / PutSecretValue / DeleteSecret / TagResource.
             write_rate: Some(50.0),
-            buffered_writes: false,
-            // Secrets Manager names are case-sensitive.
-            case_insensitive_names: false,
-            keep_existing: false,
+            ..backend::capabilities(self.cfg.connection_format, self.cfg.aws.max_concurrency)
         }
     }
 
@@ -802,7 +662,7 @@ impl Store for AwsSecretsManagerStore {
         }
         if existing.pending_deletion {
             if !self.cfg.restore_pending_deletion {
-                return Err(item_err(
+                return Err(backend::item_err(
                     self,
                     &entry.id,
                     ItemErrorKind::Blocked,
@@ -908,18 +768,6 @@ mod tests {
         assert!(name_problem("airflow/variables/db-abcde").is_none());
         assert!(name_problem(&"a".repeat(513)).is_some());
         assert!(name_problem(&"a".repeat(512)).is_none());
-    }
-
-    #[test]
-    fn aliases_first_key_wins_and_unknown_keys_drop() {
-        let secret: Map<String, Json> =
-            serde_json::from_str(r#"{"user": "first", "login": "second", "description": "d", "engine": "mysql", "zzz": 1}"#)
-                .unwrap();
-        let m = standardize_secret_keys(&secret, &BTreeMap::new());
-        assert_eq!(Json::Object(m), serde_json::json!({"login": "first", "conn_type": "mysql"}));
-        let words = BTreeMap::from([("user".to_string(), vec!["account".to_string()])]);
-        let secret: Map<String, Json> = serde_json::from_str(r#"{"account": "a"}"#).unwrap();
-        assert_eq!(standardize_secret_keys(&secret, &words)["login"], "a");
     }
 
     #[test]

@@ -46,10 +46,11 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value as Json};
 use tokio::sync::Semaphore;
 
-use super::aws_common::{
-    self, AIRFLOW_ID_KEY, AwsConnectionConfig, AwsConnectionFormat, Failure, LookupPattern, MANAGED_BY_KEY, MANAGED_BY_VALUE,
+use super::backend::{self, BackendConfig, Patterns};
+use super::common::{
+    self as aws_common, AIRFLOW_ID_KEY, AwsConnectionConfig, AwsConnectionFormat, Failure, MANAGED_BY_KEY, MANAGED_BY_VALUE,
 };
-use super::{Capabilities, ConnectionFormat, Placement, Precondition, Store, StoreError};
+use crate::store::{Capabilities, Placement, Precondition, Store, StoreError};
 use crate::airflow::connection::{self, Reader};
 use crate::model::{
     Entry, Inventory, ItemError, ItemErrorKind, ItemId, Kind, Meta, Ownership, SecretValue, Value, Variable,
@@ -91,9 +92,10 @@ pub struct AwsSsmConfig {
     pub aws: AwsConnectionConfig,
 }
 
+/// The store's own keys (the AWS connection keys are split off first).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Fields {
+pub(crate) struct Fields {
     #[serde(default = "default_connections_prefix", deserialize_with = "aws_common::de_prefix")]
     connections_prefix: Option<String>,
     #[serde(default = "default_variables_prefix", deserialize_with = "aws_common::de_prefix")]
@@ -121,20 +123,23 @@ fn default_variables_prefix() -> Option<String> {
 
 impl Default for AwsSsmConfig {
     fn default() -> Self {
-        Self::from_fields(serde_json::from_value(Json::Object(Map::new())).expect("defaults"), AwsConnectionConfig::default())
+        backend::default_config()
     }
 }
 
 impl<'de> Deserialize<'de> for AwsSsmConfig {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let (fields, aws) = aws_common::deserialize_split::<D, Fields>(d)?;
-        let cfg = Self::from_fields(fields, aws);
-        cfg.validate().map_err(serde::de::Error::custom)?;
-        Ok(cfg)
+        backend::deserialize_config(d)
     }
 }
 
-impl AwsSsmConfig {
+impl BackendConfig for AwsSsmConfig {
+    type Fields = Fields;
+
+    fn validate(&self) -> Result<(), String> {
+        AwsSsmConfig::validate(self)
+    }
+
     fn from_fields(f: Fields, aws: AwsConnectionConfig) -> Self {
         Self {
             connections_prefix: f.connections_prefix,
@@ -148,39 +153,29 @@ impl AwsSsmConfig {
             aws,
         }
     }
+}
 
+impl AwsSsmConfig {
     pub fn validate(&self) -> Result<(), String> {
-        for p in [&self.connections_lookup_pattern, &self.variables_lookup_pattern].into_iter().flatten() {
-            LookupPattern::compile(p)?;
-        }
+        Patterns::compile(self.connections_lookup_pattern.as_deref(), self.variables_lookup_pattern.as_deref())?;
         self.aws.validate()
     }
 
     /// The `[secrets] backend_kwargs` of an Airflow `SystemsManagerParameterStoreBackend`, as our
-    /// config. `None` prefixes disable a kind; `config_*` kwargs are ignored; the AWS connection
-    /// kwargs map as in [`aws_common::connection_from_kwargs`]; any other key is refused by name.
+    /// config ([`backend::config_from_kwargs`]). `None` prefixes disable a kind.
     pub fn from_airflow_kwargs(kwargs: &Map<String, Json>) -> Result<Self, String> {
-        let mut kw = kwargs.clone();
-        let mut own = aws_common::connection_from_kwargs(&mut kw)?;
-        for key in ["config_prefix", "config_lookup_pattern"] {
-            kw.remove(key);
-        }
-        for key in ["connections_prefix", "variables_prefix", "connections_lookup_pattern", "variables_lookup_pattern"] {
-            match kw.remove(key) {
-                None => {}
-                Some(Json::Null) if key.ends_with("_pattern") => {}
-                Some(v) => {
-                    own.insert(key.into(), v);
+        backend::config_from_kwargs(kwargs, "SystemsManagerParameterStoreBackend", |kw, own| {
+            for key in ["connections_prefix", "variables_prefix", "connections_lookup_pattern", "variables_lookup_pattern"] {
+                match kw.remove(key) {
+                    None => {}
+                    Some(Json::Null) if key.ends_with("_pattern") => {}
+                    Some(v) => {
+                        own.insert(key.into(), v);
+                    }
                 }
             }
-        }
-        if let Some(k) = kw.keys().next() {
-            return Err(format!("unsupported SystemsManagerParameterStoreBackend kwarg {k:?}"));
-        }
-        let (fields, aws) = aws_common::split_config::<Fields>(own)?;
-        let cfg = Self::from_fields(fields, aws);
-        cfg.validate()?;
-        Ok(cfg)
+            Ok(())
+        })
     }
 }
 
@@ -190,8 +185,7 @@ pub struct SsmNaming {
     /// The start of every name of the kind: `ensure_leading_slash(rstrip(prefix, "/") + "/")`.
     connections_start: Option<String>,
     variables_start: Option<String>,
-    connections_pattern: Option<LookupPattern>,
-    variables_pattern: Option<LookupPattern>,
+    patterns: Patterns,
     /// Characters the ARN adds before the name (`arn:aws:ssm:<region>:<account>:parameter`).
     arn_overhead: usize,
 }
@@ -207,15 +201,13 @@ impl SsmNaming {
                 if joined.starts_with('/') { joined } else { format!("/{joined}") }
             })
         };
-        let pattern = |p: &Option<String>| p.as_deref().map(LookupPattern::compile).transpose().map(Option::flatten);
         let region = region.unwrap_or("ap-southeast-99");
         let arn_overhead =
             "arn:".len() + aws_common::partition_for(region).len() + ":ssm:".len() + region.len() + ":".len() + 12 + ":parameter".len();
         Ok(Self {
             connections_start: start(&cfg.connections_prefix),
             variables_start: start(&cfg.variables_prefix),
-            connections_pattern: pattern(&cfg.connections_lookup_pattern)?,
-            variables_pattern: pattern(&cfg.variables_lookup_pattern)?,
+            patterns: Patterns::compile(cfg.connections_lookup_pattern.as_deref(), cfg.variables_lookup_pattern.as_deref())?,
             arn_overhead,
         })
     }
@@ -227,35 +219,13 @@ impl SsmNaming {
         }
     }
 
-    fn pattern(&self, kind: Kind) -> Option<&LookupPattern> {
-        match kind {
-            Kind::Variable => self.variables_pattern.as_ref(),
-            Kind::Connection => self.connections_pattern.as_ref(),
-        }
-    }
-
     /// The name Airflow requests for `id`, ignoring the lookup pattern; None when the kind is off.
     pub fn name(&self, id: &ItemId) -> Option<String> {
         Some(format!("{}{}", self.start(id.kind)?, id.id))
     }
 
     pub fn locate(&self, id: &ItemId) -> Placement {
-        let Some(name) = self.name(id) else {
-            return Placement::Unreachable(format!("{} are disabled ({}_prefix = false)", id.kind.plural(), id.kind.plural()));
-        };
-        if let Some(p) = self.pattern(id.kind)
-            && !p.matches(&id.id)
-        {
-            return Placement::Unreachable(format!(
-                "does not match {}_lookup_pattern {:?}: Airflow never looks it up",
-                id.kind.plural(),
-                p.source()
-            ));
-        }
-        match self.name_problem(&name) {
-            Some(why) => Placement::Invalid(why),
-            None => Placement::At(name),
-        }
+        self.patterns.locate(id, self.name(id), |name| self.name_problem(name))
     }
 
     /// Why SSM would refuse `name` (which starts with `/`), if it would.
@@ -292,10 +262,6 @@ pub struct AwsSsmStore {
     permits: Semaphore,
 }
 
-fn item_err(store: &dyn fmt::Display, id: &ItemId, kind: ItemErrorKind, detail: impl Into<String>) -> StoreError {
-    StoreError::item(store, id, ItemError::new(kind, detail))
-}
-
 fn filter(key: &str, option: &str, values: &[String]) -> ParameterStringFilter {
     ParameterStringFilter::builder()
         .key(key)
@@ -310,14 +276,8 @@ impl AwsSsmStore {
     pub async fn new(cfg: AwsSsmConfig) -> Result<Self, StoreError> {
         let config_err = |message: String| StoreError::Config { store: "aws_ssm".into(), message };
         cfg.validate().map_err(config_err)?;
-        let sdk = aws_common::sdk_config(&cfg.aws).await;
-        let region = sdk.region().map(|r| r.to_string());
+        let (client, region) = backend::client::<Client>(&cfg.aws).await;
         let naming = SsmNaming::new(&cfg, region.as_deref()).map_err(config_err)?;
-        let mut b = aws_sdk_ssm::config::Builder::from(&sdk);
-        if let Some(url) = &cfg.aws.endpoint_url {
-            b = b.endpoint_url(url);
-        }
-        let client = Client::from_conf(b.build());
         let permits = Semaphore::new(cfg.aws.max_concurrency);
         let region = region.unwrap_or_else(|| "(default region)".into());
         Ok(Self { cfg, naming, client, region, reader: Reader::default(), permits })
@@ -348,49 +308,25 @@ impl AwsSsmStore {
     }
 
     fn placed(&self, id: &ItemId) -> Result<String, StoreError> {
-        match self.naming.locate(id) {
-            Placement::At(name) => Ok(name),
-            Placement::Invalid(why) => Err(item_err(self, id, ItemErrorKind::InvalidName, why)),
-            Placement::Unreachable(why) => Err(item_err(self, id, ItemErrorKind::Unreachable, why)),
-        }
+        backend::placed(self, id, self.naming.locate(id))
     }
 
     fn encode(&self, entry: &Entry) -> Result<SecretValue, StoreError> {
-        let value = match &entry.value {
-            Value::Variable(v) => {
-                if v.value.is_empty() {
-                    return Err(item_err(
-                        self,
-                        &entry.id,
-                        ItemErrorKind::NotRepresentable,
-                        "an empty variable cannot be stored in SSM (a parameter value has a minimum length of 1)",
-                    ));
+        let advanced = self.cfg.allow_advanced_tier;
+        let rules = backend::ValueRules {
+            service: "SSM",
+            min_length: "a parameter value has a minimum length of 1",
+            max_bytes: self.limit(),
+            too_large_hint: &|len| {
+                if advanced || len > ADVANCED_MAX_BYTES {
+                    String::new()
+                } else {
+                    " (set allow_advanced_tier = true for up to 8192)".into()
                 }
-                v.value.clone()
-            }
-            Value::Connection(c) => match self.cfg.connection_format {
-                AwsConnectionFormat::Json => connection::to_json(c),
-                AwsConnectionFormat::Uri => connection::to_uri(c),
             },
+            drop_description: false,
         };
-        if value.is_empty() {
-            // Only a variable can be empty (checked above); a codec never yields "" for a connection.
-            return Err(item_err(self, &entry.id, ItemErrorKind::NotRepresentable, "an empty value cannot be stored in SSM"));
-        }
-        if value.len() > self.limit() {
-            let hint = if self.cfg.allow_advanced_tier || value.len() > ADVANCED_MAX_BYTES {
-                String::new()
-            } else {
-                " (set allow_advanced_tier = true for up to 8192)".into()
-            };
-            return Err(item_err(
-                self,
-                &entry.id,
-                ItemErrorKind::TooLarge,
-                format!("{} bytes; the SSM limit is {}{hint}", value.len(), self.limit()),
-            ));
-        }
-        Ok(value)
+        backend::encode(self, entry, self.cfg.connection_format, &rules)
     }
 
     /// The tags of `name`, or None when it does not exist.
@@ -424,15 +360,7 @@ impl AwsSsmStore {
     }
 
     fn refuse_foreign(&self, id: &ItemId, name: &str, action: &str) -> StoreError {
-        item_err(
-            self,
-            id,
-            ItemErrorKind::NotOwned,
-            format!(
-                "parameter '{name}' exists but was not created by airflow-secrets-sync (no {MANAGED_BY_KEY}={MANAGED_BY_VALUE} tag); \
-                 refusing to {action} it (set adopt = true to take it over)"
-            ),
-        )
+        backend::refuse_foreign(self, id, "parameter", name, action)
     }
 
     /// Names carrying our tag, among those `filters` select (paged, 50 per page).
@@ -495,30 +423,15 @@ impl Store for AwsSsmStore {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            read_only: false,
             variables: self.naming.variables_start.is_some(),
             connections: self.naming.connections_start.is_some(),
             max_value_bytes: Some(self.limit()),
-            empty_variables: false,
-            variable_line_breaks: true,
-            connection_format: match self.cfg.connection_format {
-                AwsConnectionFormat::Json => ConnectionFormat::Json,
-                AwsConnectionFormat::Uri => ConnectionFormat::Uri,
-            },
             connection_description: self.cfg.connection_format == AwsConnectionFormat::Json,
-            variable_description: false,
-            can_tag: true,
-            can_delete: true,
-            conditional_writes: false,
             read_batch: GET_BATCH,
-            write_concurrency: self.cfg.aws.max_concurrency,
             // PutParameter's default (standard throughput) quota: a few per second per account
             // and region; raise [apply] max_writes_per_second with "higher throughput" enabled.
             write_rate: Some(3.0),
-            buffered_writes: false,
-            // SSM parameter names are case-sensitive.
-            case_insensitive_names: false,
-            keep_existing: false,
+            ..backend::capabilities(self.cfg.connection_format, self.cfg.aws.max_concurrency)
         }
     }
 

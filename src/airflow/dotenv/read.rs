@@ -15,7 +15,7 @@ use std::collections::HashMap;
 
 /// Why a statement yields no value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum LineError {
+pub enum LineError {
     /// dotenvy's `LineParse`: not valid `.env` syntax.
     Syntax,
     /// It substitutes a name the file does not define (or whose own value is unknown).
@@ -24,10 +24,10 @@ pub(crate) enum LineError {
 
 /// What the file defined so far, for substitution: `None` is a name whose value is unknown (its
 /// own line substituted something undefined). dotenvy's empty value (`K=`) is `Some("")`.
-pub(crate) type Defined = HashMap<String, Option<String>>;
+pub type Defined = HashMap<String, Option<String>>;
 
 /// The text dotenvy's line joiner hands to its parser for one statement (as split by
-/// `env::split_statements`), or `None` when the joiner itself fails (an unterminated quote).
+/// [`super::split_statements`]), or `None` when the joiner itself fails (an unterminated quote).
 fn joined_line(text: &str) -> Option<&str> {
     #[derive(Clone, Copy, PartialEq)]
     enum S {
@@ -90,7 +90,7 @@ fn joined_line(text: &str) -> Option<&str> {
 
 /// Parse one statement; `Ok(None)` for a blank or comment statement. A pair is recorded in
 /// `defined` (as dotenvy records it in its substitution data), an unknown one as `None`.
-pub(crate) fn parse_statement(text: &str, defined: &mut Defined) -> Result<Option<(String, String)>, LineError> {
+pub fn parse_statement(text: &str, defined: &mut Defined) -> Result<Option<(String, String)>, LineError> {
     let line = joined_line(text).ok_or(LineError::Syntax)?.trim_end();
     let mut rest = line.trim_start();
     if rest.is_empty() || rest.starts_with('#') {
@@ -263,7 +263,7 @@ mod tests {
 
     fn read(text: &str) -> Vec<Result<(String, String), LineError>> {
         let mut defined = Defined::new();
-        crate::store::env::split_statements(text)
+        super::super::split_statements(text)
             .into_iter()
             .filter_map(|st| parse_statement(st.text, &mut defined).transpose())
             .collect()

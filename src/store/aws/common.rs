@@ -42,7 +42,7 @@ use aws_sdk_ssm::{
     error::SdkError,
 };
 
-use super::StoreError;
+use crate::store::StoreError;
 use crate::model::SecretValue;
 
 /// Tag key marking what this tool wrote (value [`MANAGED_BY_VALUE`]).

@@ -1,0 +1,12 @@
+//! Airflow's two AWS secrets backends as stores: Secrets Manager ([`secrets_manager`]) and SSM
+//! Parameter Store ([`ssm`]), over the plumbing they share ([`common`]: credentials and endpoints,
+//! Airflow's AWS kwargs, lookup patterns, ownership tags, SDK failures mapped to `StoreError`).
+
+#[cfg(any(feature = "aws-sm", feature = "aws-ssm"))]
+pub(crate) mod backend;
+#[cfg(any(feature = "aws-sm", feature = "aws-ssm"))]
+pub mod common;
+#[cfg(feature = "aws-sm")]
+pub mod secrets_manager;
+#[cfg(feature = "aws-ssm")]
+pub mod ssm;
