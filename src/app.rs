@@ -77,7 +77,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::RotateFernetKey(args) => {
             let cfg = Config::load(&cli.config)?;
             let spec = if args.target { &cfg.target } else { &cfg.source };
-            let registry::StoreConfig::Metastore(mcfg) = registry::parse(spec)? else {
+            let Some(mcfg) = registry::parse(spec)?.downcast::<crate::store::metastore::MetastoreConfig>() else {
                 return Err(AppError::Usage("rotate-fernet-key works on a metastore store".into()).into());
             };
             let store = crate::store::metastore::MetastoreStore::open(&mcfg).await?;

@@ -27,17 +27,17 @@ pub mod layered;
 pub mod snapshot;
 #[cfg(feature = "vault")]
 pub mod vault;
-#[cfg(any(feature = "aws-sm", feature = "aws-ssm"))]
+#[cfg(any(feature = "aws_secrets_manager", feature = "aws_ssm"))]
 pub mod aws_common;
-#[cfg(feature = "aws-sm")]
+#[cfg(feature = "aws_secrets_manager")]
 pub mod aws_secrets_manager;
-#[cfg(feature = "aws-ssm")]
+#[cfg(feature = "aws_ssm")]
 pub mod aws_ssm;
-#[cfg(feature = "gcp")]
+#[cfg(feature = "gcp_secret_manager")]
 pub mod gcp_secret_manager;
-#[cfg(feature = "azure")]
+#[cfg(feature = "azure_key_vault")]
 pub mod azure_key_vault;
-#[cfg(any(feature = "gcp", feature = "azure"))]
+#[cfg(any(feature = "gcp_secret_manager", feature = "azure_key_vault"))]
 mod prefixed;
 
 /// The suite every store passes; public so integration tests and third-party stores run it.
