@@ -33,5 +33,6 @@ pub mod plan;
 pub mod planfile;
 pub mod render;
 pub mod safety;
+pub mod schedule;
 pub mod state;
 pub mod daemon;

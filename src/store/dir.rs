@@ -46,7 +46,9 @@ impl DirStore {
     }
 
     fn file(&self, id: &ItemId) -> PathBuf {
-        self.dir(id.kind).join(format!("{}.json", crate::state::hex(&crate::state::sha256(id.id.as_bytes()))))
+        use sha2::Digest;
+        let hex: String = sha2::Sha256::digest(id.id.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+        self.dir(id.kind).join(format!("{hex}.json"))
     }
 
     fn err(&self, op: &'static str, e: impl fmt::Display) -> StoreError {

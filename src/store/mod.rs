@@ -24,6 +24,7 @@ pub(crate) mod sql_conn;
 pub mod registry;
 pub mod dir;
 pub mod layered;
+pub mod limit;
 pub mod snapshot;
 #[cfg(feature = "vault")]
 pub mod vault;
@@ -183,7 +184,42 @@ pub enum StoreError {
     Backend { store: String, op: &'static str, reason: String },
 }
 
+/// The class of a [`StoreError`], as data (what an apply report keeps of a failure; the binary's
+/// edge maps it to an exit code).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreErrorKind {
+    Unreachable,
+    PermissionDenied,
+    Throttled,
+    Unavailable,
+    Conflict,
+    Item(ItemErrorKind),
+    ReadOnly,
+    Schema,
+    FernetKey,
+    Config,
+    Backend,
+}
+
 impl StoreError {
+    /// The class of this error.
+    pub fn kind(&self) -> StoreErrorKind {
+        match self {
+            StoreError::Unreachable { .. } => StoreErrorKind::Unreachable,
+            StoreError::PermissionDenied { .. } => StoreErrorKind::PermissionDenied,
+            StoreError::Throttled { .. } => StoreErrorKind::Throttled,
+            StoreError::Unavailable { .. } => StoreErrorKind::Unavailable,
+            StoreError::Conflict { .. } => StoreErrorKind::Conflict,
+            StoreError::Item { error, .. } => StoreErrorKind::Item(error.kind),
+            StoreError::ReadOnly { .. } => StoreErrorKind::ReadOnly,
+            StoreError::Schema { .. } => StoreErrorKind::Schema,
+            StoreError::FernetKey { .. } => StoreErrorKind::FernetKey,
+            StoreError::Config { .. } => StoreErrorKind::Config,
+            StoreError::Backend { .. } => StoreErrorKind::Backend,
+        }
+    }
+
     /// Whether trying again later may succeed (throttling, 5xx, a dropped connection).
     pub fn is_retryable(&self) -> bool {
         matches!(self, StoreError::Throttled { .. } | StoreError::Unavailable { .. })
