@@ -13,7 +13,7 @@ use airflow_secrets_sync::store::aws_secrets_manager::{
     self as sm, AwsSecretsManagerConfig, AwsSecretsManagerStore, SecretsManagerNaming,
 };
 use airflow_secrets_sync::store::aws_ssm::{AwsSsmConfig, AwsSsmStore, SsmNaming};
-use airflow_secrets_sync::store::{Placement, Precondition, Store, StoreError, conformance};
+use airflow_secrets_sync::store::{Placement, Precondition, Store, StoreError};
 use moto_server::MotoServer;
 use serde_json::{Map, Value as Json, json};
 

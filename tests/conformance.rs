@@ -33,10 +33,10 @@ airflow_secrets_sync::conformance_suite! {
     env_file_uri => setup::env_file(airflow_secrets_sync::store::env::EnvConnectionFormat::Uri);
     env_process => setup::env_process();
     env_from_vars => setup::env_from_vars();
-    local_json => setup::local_files("variables.json", Some("connections.json"));
-    local_yaml => setup::local_files("variables.yaml", Some("connections.yml"));
-    local_env_connections => setup::local_files("variables.json", Some("connections.env"));
-    local_env_variables => setup::local_env_variables();
+    local_files_json => setup::local_files("variables.json", Some("connections.json"));
+    local_files_yaml => setup::local_files("variables.yaml", Some("connections.yml"));
+    local_files_env_connections => setup::local_files("variables.json", Some("connections.env"));
+    local_files_env_variables => setup::local_env_variables();
     metastore_sqlite => setup::metastore_sqlite();
     metastore_postgres => setup::metastore_postgres();
     metastore_mysql => setup::metastore_mysql();
@@ -47,15 +47,15 @@ airflow_secrets_sync::conformance_suite! {
     vault_mount_point_none => setup::vault_mount_point_none();
     vault_least_privilege => setup::vault_least_privilege();
     // AWS (moto_server).
-    secrets_manager => setup::secrets_manager(serde_json::json!({}));
-    secrets_manager_custom => setup::secrets_manager(
+    aws_secrets_manager => setup::secrets_manager(serde_json::json!({}));
+    aws_secrets_manager_custom => setup::secrets_manager(
         serde_json::json!({"connections_prefix": "team1/conns/", "variables_prefix": "team1/vars", "sep": "-"}));
-    secrets_manager_uri => setup::secrets_manager(
+    aws_secrets_manager_uri => setup::secrets_manager(
         serde_json::json!({"connections_prefix": "uri/conns", "variables_prefix": "uri/vars", "connection_format": "uri"}));
-    ssm => setup::ssm(serde_json::json!({}));
-    ssm_custom => setup::ssm(serde_json::json!({"connections_prefix": "team1/conns/", "variables_prefix": "/"}));
-    ssm_advanced => setup::ssm(serde_json::json!({"variables_prefix": "/adv", "allow_advanced_tier": true}));
-    ssm_uri => setup::ssm(
+    aws_ssm => setup::ssm(serde_json::json!({}));
+    aws_ssm_custom => setup::ssm(serde_json::json!({"connections_prefix": "team1/conns/", "variables_prefix": "/"}));
+    aws_ssm_advanced => setup::ssm(serde_json::json!({"variables_prefix": "/adv", "allow_advanced_tier": true}));
+    aws_ssm_uri => setup::ssm(
         serde_json::json!({"connections_prefix": "/uri/conns", "variables_prefix": "/uri/vars", "connection_format": "uri"}));
     // GCP and Azure (in-repo fakes behind the production SDK clients).
     gcp_secret_manager => setup::gcp();
@@ -67,17 +67,11 @@ airflow_secrets_sync::conformance_suite! {
 #[test]
 fn every_registered_backend_has_a_suite_line() {
     let src = include_str!("conformance.rs");
-    let lines: Vec<&str> = src.lines().filter(|l| l.contains(" => setup::")).collect();
-    let prefix = |kind: &str| match kind {
-        "aws_secrets_manager" => "secrets_manager".to_string(),
-        "local_files" => "local_".to_string(),
-        "env" => "env_".to_string(),
-        other => other.to_string(),
-    };
+    // A store's lines are named after its kind: `vault_kv1`, `aws_ssm_uri`, `local_files_yaml`, …
+    let lines: Vec<&str> = src.lines().filter(|l| l.contains(" => setup::")).map(str::trim_start).collect();
     let kinds = airflow_secrets_sync::store::registry::BACKENDS.iter().map(|b| b.kind);
     for kind in kinds.chain(airflow_secrets_sync::store::registry::TEST_ONLY_KINDS.iter().copied()) {
-        let p = prefix(kind);
-        assert!(lines.iter().any(|l| l.trim_start().starts_with(&p)), "no conformance line for {kind} (a line starting `{p}`)");
+        assert!(lines.iter().any(|l| l.starts_with(kind)), "no conformance line for {kind} (a line `{kind}… => setup::…`)");
     }
 }
 

@@ -17,7 +17,7 @@ use airflow_secrets_sync::model::{Entry, ItemErrorKind, ItemId, Kind, Value};
 use airflow_secrets_sync::plan::{self, Action, Policy, Selection};
 use airflow_secrets_sync::store::local_files::{LocalFilesConfig, LocalFilesStore};
 use airflow_secrets_sync::store::metastore::{MetastoreConfig, MetastoreStore, OnConflict};
-use airflow_secrets_sync::store::{DynStore, Precondition, Store, StoreError, conformance, scan_all};
+use airflow_secrets_sync::store::{DynStore, Precondition, Store, StoreError, scan_all};
 
 const DBS: [(&str, &str); 2] = [("airflow-3.3.2.db", "3x"), ("airflow-2.10.5.db", "2x")];
 /// A key the restored metastore is encrypted with (not the source's NEW or OLD).

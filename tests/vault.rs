@@ -7,17 +7,14 @@
 #[path = "support/vault_server.rs"]
 mod vault_server;
 
-use std::fmt;
-
 use airflow_secrets_sync::airflow::connection::{self, equivalent};
 use airflow_secrets_sync::model::{
     Connection, Entry, Inventory, ItemErrorKind, ItemId, Kind, Ownership, SecretValue,
 };
 use airflow_secrets_sync::store::vault::{
-    KvVersion, VaultAuth, VaultConfig, VaultConnectionFormat, VaultStore, python_quote,
+    VaultAuth, VaultConfig, VaultStore, python_quote,
 };
-use airflow_secrets_sync::store::{Capabilities, Placement, Precondition, Store, StoreError, conformance};
-use async_trait::async_trait;
+use airflow_secrets_sync::store::{Placement, Precondition, Store, StoreError};
 use serde_json::{Value as Json, json};
 use vault_server::{ROOT_TOKEN, VaultServer};
 
