@@ -6,10 +6,12 @@
 //!
 //! ```ignore
 //! airflow_secrets_sync::conformance_suite! {
-//!     memory => async { ((), MemoryStore::new("conformance")) };
-//!     vault_kv2 => setup::vault_kv2();
+//!     memory => setup::memory();      // async fn memory() -> ((), MemoryStore)
+//!     vault_kv2 => setup::vault_kv2(); // async fn vault_kv2() -> (VaultServer, VaultStore)
 //! }
 //! ```
+//!
+//! `tests/conformance.rs` holds the one such list, for every store.
 //!
 //! Each setup is an expression giving a future of `(guard, store)`: the guard (a server, a
 //! temporary directory, a database, or `()`) lives as long as the test. The rules are listed once,

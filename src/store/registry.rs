@@ -413,7 +413,7 @@ pub fn fidelity(spec: &StoreSpec) -> Result<crate::airflow::fidelity::Fidelity, 
 /// Parse a store table without connecting to anything.
 pub fn parse(spec: &StoreSpec) -> Result<StoreConfig, StoreError> {
     let mut own = spec.clone();
-    own.0.retain(|k, _| !crate::airflow::fidelity::FIDELITY_KEYS.contains(&k.as_ref()));
+    own.0.retain(|k, _| !crate::airflow::fidelity::FIDELITY_KEYS.contains(&k));
     let spec = &own;
     let (kind, from_airflow) = resolve_kind(spec)?;
     let k = kind.as_str();
