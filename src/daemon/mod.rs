@@ -15,7 +15,9 @@
 mod http;
 pub mod job;
 pub mod metrics;
-/// Cron schedules and clocks (`crate::schedule`), where the daemon has always exposed them.
+/// `[daemon]` and `[[jobs]]` (`crate::config::daemon`), and cron schedules and clocks
+/// (`crate::schedule`), at the paths the daemon has always exposed them under.
+pub use crate::config::daemon as config;
 pub use crate::schedule;
 
 use std::collections::{BTreeMap, HashMap};
