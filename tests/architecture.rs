@@ -15,8 +15,9 @@ use std::path::{Path, PathBuf};
 const ALLOWED: &[(&str, &str)] = &[("daemon", "app"), ("demo", "app")];
 
 /// Modules that may name exit codes and `AppError` (`crate::error`): the binary's edge and the
-/// commands around one run.
-const EDGE: &[&str] = &["app", "daemon", "demo", "insight", "safety", "planfile", "error"];
+/// commands around one run (`insight`: verify/resolve/config print; `safety`: the run's lock,
+/// snapshot and journal, which the run pipeline is to absorb).
+const EDGE: &[&str] = &["app", "daemon", "demo", "insight", "safety", "error"];
 
 fn src_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
