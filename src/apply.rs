@@ -14,12 +14,12 @@ use futures::StreamExt;
 use rand::Rng;
 use tracing::{debug, info, warn};
 
-use crate::error::Exit;
 use crate::model::ItemId;
 use crate::plan::{Action, Change, Plan};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, StoreErrorKind};
 
-pub mod limit;
+/// The in-flight limiter lives with the stores (the Vault store's reads use it too).
+pub use crate::store::limit;
 use limit::{Limiter, Outcome};
 
 #[derive(Clone, Debug)]
@@ -92,7 +92,8 @@ impl Journal for NoJournal {
 #[derive(Debug)]
 pub struct ItemFailure {
     pub id: ItemId,
-    pub exit: Exit,
+    /// The class of the error (its exit code: `ItemFailure::exit` in `error.rs`).
+    pub kind: StoreErrorKind,
     pub retryable: bool,
     /// The error's message: names the store and item, never a value.
     pub message: String,
@@ -121,32 +122,6 @@ impl ApplyReport {
         self.created + self.updated + self.deleted
     }
 
-    /// The exit class: partial apply, throttled or unavailable (resumable), or the single failure
-    /// class.
-    pub fn exit(&self) -> Exit {
-        let connectivity = |f: &ItemFailure| f.retryable || f.exit == Exit::Unreachable;
-        if !self.failures.is_empty() || !self.not_attempted.is_empty() {
-            if self.failures.iter().all(|f| f.retryable) {
-                return Exit::Throttled;
-            }
-            // The backend went away mid-run: nothing is wrong with the items; re-run to resume.
-            if self.interrupted.is_some() && self.written() > 0 && self.failures.iter().all(connectivity) {
-                return Exit::Throttled;
-            }
-            if self.written() > 0 {
-                return Exit::PartialApply;
-            }
-            return self.failures.iter().map(|f| f.exit).min().unwrap_or(Exit::Error);
-        }
-        if !self.verify_mismatches.is_empty() {
-            return Exit::VerifyFailed;
-        }
-        if !self.unverified.is_empty() {
-            // Not read back because the backend could not answer: a re-run re-reads and re-plans.
-            return Exit::Throttled;
-        }
-        Exit::Ok
-    }
 }
 
 fn backoff(opts: &ApplyOptions, attempt: u32, hint: Option<Duration>) -> Duration {
@@ -361,7 +336,7 @@ pub const ADAPTIVE_WRITES_PER_SECOND: f64 = 800.0;
 fn all_failed(plan: &Plan, e: &StoreError) -> ApplyReport {
     let failures = plan
         .writes()
-        .map(|c| ItemFailure { id: c.id.clone(), exit: Exit::for_store(e), retryable: e.is_retryable(), message: format!("{} (not written: {e})", c.id) })
+        .map(|c| ItemFailure { id: c.id.clone(), kind: e.kind(), retryable: e.is_retryable(), message: format!("{} (not written: {e})", c.id) })
         .collect();
     ApplyReport { failures, ..ApplyReport::default() }
 }
@@ -457,7 +432,7 @@ pub async fn execute(plan: &Plan, target: Arc<dyn Store>, opts: &ApplyOptions, j
                 };
                 report.failures.push(ItemFailure {
                     id: change.id.clone(),
-                    exit: Exit::for_store(e),
+                    kind: e.kind(),
                     retryable: e.is_retryable(),
                     message,
                 });
@@ -485,7 +460,7 @@ pub async fn execute(plan: &Plan, target: Arc<dyn Store>, opts: &ApplyOptions, j
         for change in plan.writes().filter(|c| !done.contains(&c.id)) {
             report.failures.push(ItemFailure {
                 id: change.id.clone(),
-                exit: Exit::for_store(&e),
+                kind: e.kind(),
                 retryable: e.is_retryable(),
                 message: format!("{} (not written: {e})", change.id),
             });
@@ -565,6 +540,7 @@ async fn verify(plan: &Plan, target: &dyn Store, report: &mut ApplyReport) {
 #[cfg(test)]
 mod tests {
     use super::RateLimiter;
+    use crate::error::Exit;
     use std::time::Duration;
 
     #[tokio::test(start_paused = true)]

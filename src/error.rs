@@ -20,8 +20,13 @@
 //! | 15 | an existing item is not owned by this tool (pass `--adopt` to take it over) |
 //! | 16 | the target is locked by another apply (nothing was written; retry when it finishes) |
 
+use crate::apply::{ApplyReport, ItemFailure};
+use crate::config::ConfigError;
 use crate::model::ItemErrorKind;
-use crate::store::StoreError;
+use crate::plan::{Plan, SelectionError};
+use crate::planfile::PlanFileError;
+use crate::state::StateError;
+use crate::store::{StoreError, StoreErrorKind};
 
 /// The class of a failure, which decides the exit code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -68,17 +73,85 @@ impl Exit {
     }
 
     pub fn for_store(err: &StoreError) -> Exit {
-        match err {
-            StoreError::Unreachable { .. } => Exit::Unreachable,
-            StoreError::PermissionDenied { .. } => Exit::PermissionDenied,
-            StoreError::Throttled { .. } | StoreError::Unavailable { .. } => Exit::Throttled,
-            StoreError::Conflict { .. } => Exit::Drift,
-            StoreError::Item { error, .. } => Exit::for_item(error.kind),
-            StoreError::Schema { .. } => Exit::Schema,
-            StoreError::FernetKey { .. } => Exit::FernetKey,
-            StoreError::Config { .. } | StoreError::ReadOnly { .. } => Exit::Usage,
+        Exit::for_store_kind(err.kind())
+    }
+
+    pub fn for_store_kind(kind: StoreErrorKind) -> Exit {
+        match kind {
+            StoreErrorKind::Unreachable => Exit::Unreachable,
+            StoreErrorKind::PermissionDenied => Exit::PermissionDenied,
+            StoreErrorKind::Throttled | StoreErrorKind::Unavailable => Exit::Throttled,
+            StoreErrorKind::Conflict => Exit::Drift,
+            StoreErrorKind::Item(kind) => Exit::for_item(kind),
+            StoreErrorKind::Schema => Exit::Schema,
+            StoreErrorKind::FernetKey => Exit::FernetKey,
+            StoreErrorKind::Config | StoreErrorKind::ReadOnly => Exit::Usage,
             _ => Exit::Error,
         }
+    }
+
+    pub fn for_state(err: &StateError) -> Exit {
+        match err {
+            StateError::Key(_) | StateError::NoRun(_) => Exit::Usage,
+            StateError::Locked { .. } => Exit::Locked,
+            StateError::Run { .. } => Exit::PartialApply,
+            StateError::Sealed { .. } => Exit::Usage,
+            StateError::Db { .. } => Exit::Error,
+        }
+    }
+}
+
+// The exit class of the library's results. Library modules (`plan`, `apply`, `state`, `store`)
+// report what happened as data and never name an exit code; these impls, at the edge, do.
+
+impl StateError {
+    pub fn exit(&self) -> Exit {
+        Exit::for_state(self)
+    }
+}
+
+impl ItemFailure {
+    pub fn exit(&self) -> Exit {
+        Exit::for_store_kind(self.kind)
+    }
+}
+
+impl Plan {
+    /// The exit class of the worst per-item error, if any.
+    pub fn error_exit(&self) -> Option<Exit> {
+        if !self.refusals.is_empty() {
+            return Some(Exit::InvalidItem);
+        }
+        self.errored().filter_map(|c| c.error.as_ref()).map(|e| Exit::for_item(e.kind)).min()
+    }
+}
+
+impl ApplyReport {
+    /// The exit class: partial apply, throttled or unavailable (resumable), or the single failure
+    /// class.
+    pub fn exit(&self) -> Exit {
+        let connectivity = |f: &ItemFailure| f.retryable || f.kind == StoreErrorKind::Unreachable;
+        if !self.failures.is_empty() || !self.not_attempted.is_empty() {
+            if self.failures.iter().all(|f| f.retryable) {
+                return Exit::Throttled;
+            }
+            // The backend went away mid-run: nothing is wrong with the items; re-run to resume.
+            if self.interrupted.is_some() && self.written() > 0 && self.failures.iter().all(connectivity) {
+                return Exit::Throttled;
+            }
+            if self.written() > 0 {
+                return Exit::PartialApply;
+            }
+            return self.failures.iter().map(ItemFailure::exit).min().unwrap_or(Exit::Error);
+        }
+        if !self.verify_mismatches.is_empty() {
+            return Exit::VerifyFailed;
+        }
+        if !self.unverified.is_empty() {
+            // Not read back because the backend could not answer: a re-run re-reads and re-plans.
+            return Exit::Throttled;
+        }
+        Exit::Ok
     }
 }
 
@@ -97,6 +170,18 @@ pub enum AppError {
     Partial(String),
     #[error("{0}")]
     Verify(String),
+}
+
+impl From<ConfigError> for AppError {
+    fn from(e: ConfigError) -> Self {
+        AppError::Config(e.0)
+    }
+}
+
+impl From<SelectionError> for AppError {
+    fn from(e: SelectionError) -> Self {
+        AppError::Usage(e.0)
+    }
 }
 
 impl AppError {
@@ -120,8 +205,17 @@ pub fn classify(err: &anyhow::Error) -> Exit {
         if let Some(e) = cause.downcast_ref::<StoreError>() {
             return Exit::for_store(e);
         }
-        if let Some(e) = cause.downcast_ref::<crate::state::StateError>() {
+        if let Some(e) = cause.downcast_ref::<StateError>() {
             return e.exit();
+        }
+        if let Some(e) = cause.downcast_ref::<PlanFileError>() {
+            return match e {
+                PlanFileError::Usage(_) => Exit::Usage,
+                PlanFileError::Drift(_) => Exit::Drift,
+            };
+        }
+        if cause.downcast_ref::<SelectionError>().is_some() || cause.downcast_ref::<ConfigError>().is_some() {
+            return Exit::Usage;
         }
     }
     Exit::Error

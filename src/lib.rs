@@ -36,5 +36,6 @@ pub mod plan;
 pub mod planfile;
 pub mod render;
 pub mod safety;
+pub mod schedule;
 pub mod state;
 pub mod daemon;

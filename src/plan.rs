@@ -7,17 +7,21 @@
 
 use std::collections::BTreeMap;
 
-use globset::{Glob, GlobSet, GlobSetBuilder};
+use globset::GlobSet;
 use serde::Serialize;
 
 use crate::airflow::connection::{self, Loss, Reader};
 use crate::airflow::fidelity::{self, Fidelity, LegacyExtra};
 use crate::config::{ApplyConfig, SelectConfig};
-use crate::error::{AppError, Exit};
 use crate::model::{
     Connection, Entry, Inventory, ItemError, ItemErrorKind, ItemId, Kind, Ownership, Value,
 };
 use crate::store::{Capabilities, ConnectionFormat, Placement, Precondition, Store};
+
+/// A selection that cannot be built (a bad glob): a usage error.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SelectionError(pub String);
 
 /// Which ids a run touches.
 #[derive(Clone, Debug)]
@@ -32,22 +36,13 @@ impl Selection {
         Self { kinds: Kind::ALL.to_vec(), include: None, exclude: GlobSet::empty() }
     }
 
-    pub fn from_config(cfg: &SelectConfig) -> Result<Self, AppError> {
+    pub fn from_config(cfg: &SelectConfig) -> Result<Self, SelectionError> {
         let kinds = match cfg.only {
             Some(only) => vec![only.kind()],
             None => Kind::ALL.to_vec(),
         };
-        let build = |pats: &[String]| -> Result<GlobSet, AppError> {
-            let mut b = GlobSetBuilder::new();
-            for p in pats {
-                // Ids contain `/` (Vault nesting), so `*` must cross it: no literal_separator.
-                let g = Glob::new(p).map_err(|e| AppError::Usage(format!("bad glob {p:?}: {e}")))?;
-                b.add(g);
-            }
-            b.build().map_err(|e| AppError::Usage(format!("bad globs: {e}")))
-        };
-        let include = if cfg.include.is_empty() { None } else { Some(build(&cfg.include)?) };
-        Ok(Self { kinds, include, exclude: build(&cfg.exclude)? })
+        let (include, exclude) = cfg.globs().map_err(SelectionError)?;
+        Ok(Self { kinds, include, exclude })
     }
 
     pub fn kinds(&self) -> &[Kind] {
@@ -209,13 +204,6 @@ impl Plan {
         self.changes.iter().filter(|c| c.action.is_write())
     }
 
-    /// The exit class of the worst per-item error, if any.
-    pub fn error_exit(&self) -> Option<Exit> {
-        if !self.refusals.is_empty() {
-            return Some(Exit::InvalidItem);
-        }
-        self.errored().filter_map(|c| c.error.as_ref()).map(|e| Exit::for_item(e.kind)).min()
-    }
 }
 
 /// What `entry` will look like once written to a store with `caps` and read back by Airflow:

@@ -17,10 +17,19 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ApplyConfig, OnlyKind, SelectConfig};
-use crate::error::AppError;
 use crate::model::{Inventory, ItemId, Kind};
 use crate::plan::{Plan, Selection};
 use crate::state::SnapshotKey;
+
+/// A saved plan that cannot be used: unreadable or not a plan (usage), or refused because the
+/// world changed since it was made (drift). The binary's edge maps them to exits 3 and 12.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanFileError {
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Drift(String),
+}
 
 /// 2: the file carries a MAC (`mac`) and refuses unknown fields.
 pub const FORMAT: u32 = 2;
@@ -176,7 +185,7 @@ impl PlanFile {
 
     /// Refuse (exit 12) a file whose MAC does not verify under `key`: edited, or saved under
     /// another snapshot key.
-    pub fn verify(&self, key: &SnapshotKey) -> Result<(), AppError> {
+    pub fn verify(&self, key: &SnapshotKey) -> Result<(), PlanFileError> {
         if key.verify_plan_mac(&self.canonical(), &self.mac) {
             return Ok(());
         }
@@ -187,7 +196,7 @@ impl PlanFile {
         } else {
             "the file was changed after it was saved".to_string()
         };
-        Err(AppError::Drift(format!("saved plan refused: its MAC does not verify ({why}); make a new plan")))
+        Err(PlanFileError::Drift(format!("saved plan refused: its MAC does not verify ({why}); make a new plan")))
     }
 
     /// The writes of `plan` that the saved change list does not hold, and saved changes `plan`
@@ -206,25 +215,25 @@ impl PlanFile {
     }
 
     /// Write the plan atomically, readable by its owner only.
-    pub fn save(&self, path: &Path) -> Result<(), AppError> {
+    pub fn save(&self, path: &Path) -> Result<(), PlanFileError> {
         let text = serde_json::to_string_pretty(self).expect("a plan file serializes") + "\n";
-        write_private(path, text.as_bytes()).map_err(|e| AppError::Usage(format!("cannot write {}: {e}", path.display())))
+        write_private(path, text.as_bytes()).map_err(|e| PlanFileError::Usage(format!("cannot write {}: {e}", path.display())))
     }
 
-    pub fn load(path: &Path) -> Result<PlanFile, AppError> {
-        let text = std::fs::read_to_string(path).map_err(|e| AppError::Usage(format!("cannot read {}: {e}", path.display())))?;
+    pub fn load(path: &Path) -> Result<PlanFile, PlanFileError> {
+        let text = std::fs::read_to_string(path).map_err(|e| PlanFileError::Usage(format!("cannot read {}: {e}", path.display())))?;
         let pf: PlanFile = serde_json::from_str(&text)
-            .map_err(|e| AppError::Usage(format!("{} is not a saved plan (line {}, column {})", path.display(), e.line(), e.column())))?;
+            .map_err(|e| PlanFileError::Usage(format!("{} is not a saved plan (line {}, column {})", path.display(), e.line(), e.column())))?;
         if pf.format != FORMAT {
-            return Err(AppError::Usage(format!("{}: unknown plan format {}", path.display(), pf.format)));
+            return Err(PlanFileError::Usage(format!("{}: unknown plan format {}", path.display(), pf.format)));
         }
         Ok(pf)
     }
 
     /// Whether this plan may be applied with `key` between these stores (identity, version, key).
-    pub fn check_context(&self, key: &SnapshotKey, source: &str, target: &str) -> Result<(), AppError> {
+    pub fn check_context(&self, key: &SnapshotKey, source: &str, target: &str) -> Result<(), PlanFileError> {
         if self.key_id != key.id() {
-            return Err(AppError::Usage("the plan was saved under another snapshot key; its fingerprints cannot be checked".into()));
+            return Err(PlanFileError::Usage("the plan was saved under another snapshot key; its fingerprints cannot be checked".into()));
         }
         let mut why = Vec::new();
         if self.tool_version != env!("CARGO_PKG_VERSION") {
@@ -236,7 +245,7 @@ impl PlanFile {
         if self.target != target {
             why.push(format!("it was made for target {}, the config names {target}", self.target));
         }
-        if why.is_empty() { Ok(()) } else { Err(AppError::Drift(format!("saved plan refused: {}", why.join("; ")))) }
+        if why.is_empty() { Ok(()) } else { Err(PlanFileError::Drift(format!("saved plan refused: {}", why.join("; ")))) }
     }
 
     /// What changed on either side since the plan was saved.
@@ -321,7 +330,7 @@ mod tests {
         reparsed.verify(&key).unwrap();
         let mut edited = pf.clone();
         edited.policy.prune = true;
-        assert!(matches!(edited.verify(&key), Err(AppError::Drift(_))));
+        assert!(matches!(edited.verify(&key), Err(PlanFileError::Drift(_))));
         let mut unsigned = pf.clone();
         unsigned.mac.clear();
         assert!(unsigned.verify(&key).is_err());

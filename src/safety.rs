@@ -177,7 +177,8 @@ impl Safety {
         } else {
             indicatif::ProgressBar::hidden()
         };
-        let journal: Arc<dyn Journal> = Arc::new(RunJournal::new(self.db.clone(), run_id.clone(), progress));
+        let journal: Arc<dyn Journal> =
+            Arc::new(WithProgress { inner: RunJournal::new(self.db.clone(), run_id.clone()), progress });
         Ok(ActiveRun { run_id, resumed: previous.is_some(), journal, _lock: lock })
     }
 
@@ -224,6 +225,29 @@ pub fn no_journal() -> Arc<dyn Journal> {
     Arc::new(NoJournal)
 }
 
+/// A journal that also moves the progress bar, one step per recorded outcome.
+struct WithProgress<J> {
+    inner: J,
+    progress: indicatif::ProgressBar,
+}
+
+#[async_trait::async_trait]
+impl<J: Journal> Journal for WithProgress<J> {
+    async fn before(&self, change: &crate::plan::Change) -> Result<(), crate::store::StoreError> {
+        self.inner.before(change).await
+    }
+    async fn after(&self, change: &crate::plan::Change, ok: bool) -> Result<(), crate::store::StoreError> {
+        self.progress.inc(1);
+        self.inner.after(change, ok).await
+    }
+    async fn before_all(&self, changes: &[&crate::plan::Change]) -> Result<(), crate::store::StoreError> {
+        self.inner.before_all(changes).await
+    }
+    async fn flush(&self) -> Result<(), crate::store::StoreError> {
+        self.inner.flush().await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,8 +257,8 @@ mod tests {
     use crate::plan::{Policy, Selection, diff};
     use crate::store::memory::MemoryStore;
 
-    fn failed(retryable: bool, exit: Exit) -> ApplyReport {
-        let failure = ItemFailure { id: ItemId::variable("a"), exit, retryable, message: "write failed".into() };
+    fn failed(retryable: bool, kind: crate::store::StoreErrorKind) -> ApplyReport {
+        let failure = ItemFailure { id: ItemId::variable("a"), kind, retryable, message: "write failed".into() };
         ApplyReport { failures: vec![failure], ..ApplyReport::default() }
     }
 
@@ -253,14 +277,14 @@ mod tests {
         let begin = || async { s.begin(&plan, &tgt, &tgt_inv, RunKind::Migrate, None, None, s.lock(&tgt).await.unwrap()).await.unwrap() };
 
         let run = begin().await;
-        s.finish(&run, &failed(true, Exit::Throttled)).await.unwrap();
+        s.finish(&run, &failed(true, crate::store::StoreErrorKind::Throttled)).await.unwrap();
         let id = run.run_id.clone();
         drop(run);
         assert_eq!(s.db.run(&id).await.unwrap().status, RunStatus::Applying);
         let again = begin().await;
         assert!(again.resumed && again.run_id == id);
 
-        s.finish(&again, &failed(false, Exit::PermissionDenied)).await.unwrap();
+        s.finish(&again, &failed(false, crate::store::StoreErrorKind::PermissionDenied)).await.unwrap();
         drop(again);
         assert_eq!(s.db.run(&id).await.unwrap().status, RunStatus::Failed);
         let third = begin().await;

@@ -1,7 +1,7 @@
 //! AWS Secrets Manager and SSM stores against a real `moto_server` (one per test, own state):
-//! the conformance suite, Airflow's names (backend_names.json), Airflow's reading of stored
+//! Airflow's names (backend_names.json), Airflow's reading of stored
 //! payloads, ownership tags, limits checked before any request, tiers and recovery windows.
-#![cfg(all(feature = "aws-sm", feature = "aws-ssm"))]
+#![cfg(all(feature = "aws_secrets_manager", feature = "aws_ssm"))]
 
 #[path = "support/moto_server.rs"]
 mod moto_server;
@@ -13,7 +13,7 @@ use airflow_secrets_sync::store::aws::secrets_manager::{
     self as sm, AwsSecretsManagerConfig, AwsSecretsManagerStore, SecretsManagerNaming,
 };
 use airflow_secrets_sync::store::aws::ssm::{AwsSsmConfig, AwsSsmStore, SsmNaming};
-use airflow_secrets_sync::store::{Placement, Precondition, Store, StoreError, conformance};
+use airflow_secrets_sync::store::{Placement, Precondition, Store, StoreError};
 use moto_server::MotoServer;
 use serde_json::{Map, Value as Json, json};
 
@@ -72,47 +72,6 @@ fn item_kind(err: &StoreError) -> ItemErrorKind {
     match err {
         StoreError::Item { error, .. } => error.kind,
         other => panic!("expected a per-item error, got {other}"),
-    }
-}
-
-// ---------------------------------------------------------------- conformance
-
-#[tokio::test]
-async fn secrets_manager_passes_the_conformance_suite() {
-    let moto = MotoServer::start();
-    conformance::run_all(&sm_store(&moto.endpoint(), json!({})).await).await;
-    let custom = json!({"connections_prefix": "team1/conns/", "variables_prefix": "team1/vars", "sep": "-"});
-    conformance::run_all(&sm_store(&moto.endpoint(), custom).await).await;
-    let uri = json!({"connections_prefix": "uri/conns", "variables_prefix": "uri/vars", "connection_format": "uri"});
-    conformance::run_all(&sm_store(&moto.endpoint(), uri).await).await;
-}
-
-#[tokio::test]
-async fn ssm_passes_the_conformance_suite() {
-    let moto = MotoServer::start();
-    conformance::run_all(&ssm_store(&moto.endpoint(), json!({})).await).await;
-    let custom = json!({"connections_prefix": "team1/conns/", "variables_prefix": "/"});
-    conformance::run_all(&ssm_store(&moto.endpoint(), custom).await).await;
-    let advanced = json!({"variables_prefix": "/adv", "allow_advanced_tier": true});
-    conformance::run_all(&ssm_store(&moto.endpoint(), advanced).await).await;
-    let uri = json!({"connections_prefix": "/uri/conns", "variables_prefix": "/uri/vars", "connection_format": "uri"});
-    conformance::run_all(&ssm_store(&moto.endpoint(), uri).await).await;
-}
-
-/// The variable-only rules, so a codec regression does not hide a store regression.
-#[tokio::test]
-async fn both_stores_pass_the_variable_rules() {
-    let moto = MotoServer::start();
-    let a = sm_store(&moto.endpoint(), json!({})).await;
-    let b = ssm_store(&moto.endpoint(), json!({})).await;
-    for store in [&a as &dyn Store, &b] {
-        conformance::variable_round_trip(store).await;
-        conformance::empty_variable(store).await;
-        conformance::large_values(store).await;
-        conformance::names_at_the_limits(store).await;
-        conformance::update_replaces(store).await;
-        conformance::delete_and_absent(store).await;
-        conformance::ownership_marked(store).await;
     }
 }
 

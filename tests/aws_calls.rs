@@ -1,7 +1,7 @@
 //! AWS Secrets Manager and SSM HTTP calls per write, counted on the wire (issue 18: calls per item
 //! at the floor). A loopback proxy in front of `moto_server` counts the requests each store call
 //! sends; the numbers are the ones docs/benchmarks.md documents per operation.
-#![cfg(all(feature = "aws-sm", feature = "aws-ssm"))]
+#![cfg(all(feature = "aws_secrets_manager", feature = "aws_ssm"))]
 
 #[path = "support/moto_server.rs"]
 mod moto_server;

@@ -116,3 +116,17 @@ fn the_reader_options_of_the_example_parse() {
     bad.0.insert("airflow_readers".into(), toml::Value::Array(vec![toml::Value::String("4".into())]));
     assert!(registry::fidelity(&bad).unwrap_err().to_string().contains("unknown Airflow reader"));
 }
+
+#[test]
+fn every_registered_backend_has_an_example_block() {
+    let blocks = commented_blocks();
+    let cfg = Config::from_toml(EXAMPLE).unwrap();
+    let mut kinds: Vec<String> = vec![cfg.source.kind_label(), cfg.target.kind_label()];
+    for (_, body) in blocks {
+        let spec = StoreSpec(toml::from_str(&body).unwrap());
+        kinds.push(registry::resolve_kind(&spec).map(|(k, _)| k).unwrap_or_else(|e| panic!("{e}")));
+    }
+    for b in registry::BACKENDS {
+        assert!(kinds.iter().any(|k| k == b.kind), "config.toml.example shows no block for {}: {kinds:?}", b.kind);
+    }
+}

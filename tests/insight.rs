@@ -19,7 +19,7 @@ use airflow_secrets_sync::insight::resolve::{self, Chains, CopyState, Fingerprin
 use airflow_secrets_sync::insight::verify::{self, FindingKind, Severity};
 use airflow_secrets_sync::insight::open_per_reader;
 use airflow_secrets_sync::model::{ItemId, Kind, SecretValue, Value, Variable};
-#[cfg(feature = "aws-sm")]
+#[cfg(feature = "aws_secrets_manager")]
 use airflow_secrets_sync::store::aws::common::{self as aws_common, AwsConnectionConfig};
 use airflow_secrets_sync::plan::Selection;
 use airflow_secrets_sync::store::env::EnvStore;
@@ -398,7 +398,7 @@ async fn resolve_follows_the_chain_and_fingerprints_are_keyed() {
 // AWS Secrets Manager on moto
 // ------------------------------------------------------------------------------------------
 
-#[cfg(feature = "aws-sm")]
+#[cfg(feature = "aws_secrets_manager")]
 #[tokio::test(flavor = "multi_thread")]
 async fn aws_secrets_manager_verify_and_resolve_from_deployment_settings() {
     let moto = moto_server::MotoServer::start();

@@ -1,6 +1,6 @@
 //! The file-backed stores: the environment (`.env` files and the process env) and Airflow's
-//! LocalFilesystemBackend files. Each store/format combination runs the conformance suite; the rest
-//! checks the format rules of spec §3.1 and §5.6 against independent readers (dotenvy, /bin/sh,
+//! LocalFilesystemBackend files. Each store/format combination runs the conformance suite in
+//! `tests/conformance.rs`; this file checks the format rules of spec §3.1 and §5.6 against independent readers (dotenvy, /bin/sh,
 //! PyYAML when it is installed).
 
 use std::collections::HashMap;
@@ -60,61 +60,6 @@ fn variable_value(inv: &airflow_secrets_sync::model::Inventory, id: &str) -> Str
 fn mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
-}
-
-// ---- conformance, one test per store and format ------------------------------------------------
-
-#[tokio::test]
-async fn env_file_json_passes_conformance() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, _) = env_file(&dir, EnvConnectionFormat::Json);
-    conformance::run_all(&store).await;
-}
-
-#[tokio::test]
-async fn env_file_uri_passes_conformance() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, _) = env_file(&dir, EnvConnectionFormat::Uri);
-    conformance::run_all(&store).await;
-}
-
-#[tokio::test]
-async fn process_env_passes_conformance() {
-    conformance::run_all(&EnvStore::process()).await;
-    conformance::run_all(&EnvStore::from_vars([("AIRFLOW_VAR_X", "1")])).await;
-}
-
-#[tokio::test]
-async fn local_json_passes_conformance() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = local(Some(&dir.path().join("variables.json")), Some(&dir.path().join("connections.json")));
-    conformance::run_all(&store).await;
-}
-
-#[tokio::test]
-async fn local_yaml_passes_conformance() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = local(Some(&dir.path().join("variables.yaml")), Some(&dir.path().join("connections.yml")));
-    conformance::run_all(&store).await;
-}
-
-/// Connections in `.env` (always URIs), variables in JSON: the whole suite.
-#[tokio::test]
-async fn local_env_connections_pass_conformance() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = local(Some(&dir.path().join("variables.json")), Some(&dir.path().join("connections.env")));
-    conformance::run_all(&store).await;
-}
-
-/// Variables in `.env`: the whole suite, with the format's limits declared as capabilities (no
-/// empty values, no line breaks: both are refused by name).
-#[tokio::test]
-async fn local_env_variables_pass_the_conformance_suite() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = local(Some(&dir.path().join("variables.env")), None);
-    assert!(!store.capabilities().empty_variables);
-    assert!(!store.capabilities().variable_line_breaks);
-    conformance::run_all(&store).await;
 }
 
 // ---- the environment store ---------------------------------------------------------------------

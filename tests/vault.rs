@@ -7,17 +7,14 @@
 #[path = "support/vault_server.rs"]
 mod vault_server;
 
-use std::fmt;
-
 use airflow_secrets_sync::airflow::connection::{self, equivalent};
 use airflow_secrets_sync::model::{
     Connection, Entry, Inventory, ItemErrorKind, ItemId, Kind, Ownership, SecretValue,
 };
 use airflow_secrets_sync::store::vault::{
-    KvVersion, VaultAuth, VaultConfig, VaultConnectionFormat, VaultStore, python_quote,
+    VaultAuth, VaultConfig, VaultStore, python_quote,
 };
-use airflow_secrets_sync::store::{Capabilities, Placement, Precondition, Store, StoreError, conformance};
-use async_trait::async_trait;
+use airflow_secrets_sync::store::{Placement, Precondition, Store, StoreError};
 use serde_json::{Value as Json, json};
 use vault_server::{ROOT_TOKEN, VaultServer};
 
@@ -95,125 +92,6 @@ fn http_conn(host: &str) -> Connection {
 
 fn variable_value(inv: &Inventory, id: &ItemId) -> Option<String> {
     inv.get(id).and_then(|e| e.as_variable()).map(|v| v.value.expose_plaintext().to_string())
-}
-
-// ---- conformance ------------------------------------------------------------------------
-
-#[tokio::test]
-async fn conformance_kv2_default_paths() {
-    let server = VaultServer::start();
-    let store = open(&token_config(&server, ROOT_TOKEN)).await;
-    let caps = store.capabilities();
-    assert!(caps.can_tag && caps.conditional_writes && caps.connection_description);
-    let shown = format!("{store} {store:?} {}", store.identity());
-    assert!(!shown.contains(ROOT_TOKEN), "{shown}");
-    conformance::run_all(&store).await;
-}
-
-#[tokio::test]
-async fn conformance_kv2_uri_format() {
-    let server = VaultServer::start();
-    let store =
-        open(&VaultConfig { connection_format: VaultConnectionFormat::Uri, ..token_config(&server, ROOT_TOKEN) }).await;
-    assert!(!store.capabilities().connection_description);
-    conformance::run_all(&store).await;
-}
-
-#[tokio::test]
-async fn conformance_kv1() {
-    let server = VaultServer::start();
-    server.mount_kv("kv1", 1);
-    let store = open(&VaultConfig {
-        mount_point: Some("kv1".into()),
-        kv_engine_version: KvVersion::V1,
-        ..token_config(&server, ROOT_TOKEN)
-    })
-    .await;
-    let caps = store.capabilities();
-    assert!(!caps.can_tag && !caps.conditional_writes);
-    conformance::run_all(&store).await;
-}
-
-/// With `mount_point = None` Airflow reads only ids of the form `<mount>/<rest>`; the suite runs
-/// with its ids under the `secret/` mount.
-#[tokio::test]
-async fn conformance_mount_point_none() {
-    let server = VaultServer::start();
-    let store = open(&VaultConfig { mount_point: None, ..token_config(&server, ROOT_TOKEN) }).await;
-    assert!(matches!(store.locate(&ItemId::variable("no_slash")), Placement::Unreachable(_)));
-    assert_eq!(
-        store.locate(&ItemId::variable("secret/a/b")),
-        Placement::At("secret/data/variables/a/b".into())
-    );
-    conformance::run_all(&MountPrefixed { inner: store, prefix: "secret/" }).await;
-}
-
-/// Presents `inner` (a `mount_point = None` store) with every id prefixed by a mount.
-struct MountPrefixed {
-    inner: VaultStore,
-    prefix: &'static str,
-}
-
-impl MountPrefixed {
-    fn wrap(&self, id: &ItemId) -> ItemId {
-        ItemId::new(id.kind, format!("{}{}", self.prefix, id.id))
-    }
-    fn unwrap_id(&self, id: &ItemId) -> Option<ItemId> {
-        id.id.strip_prefix(self.prefix).map(|rest| ItemId::new(id.kind, rest))
-    }
-    fn unwrap_inv(&self, inv: Inventory) -> Inventory {
-        let mut out = Inventory::new();
-        for e in inv.entries() {
-            if let Some(id) = self.unwrap_id(&e.id) {
-                out.insert(Entry { id, ..e.clone() });
-            }
-        }
-        for (id, err) in inv.errors() {
-            if let Some(id) = self.unwrap_id(id) {
-                out.insert_error(id, err.clone());
-            }
-        }
-        out
-    }
-    fn unwrap_err(&self, e: StoreError) -> StoreError {
-        match e {
-            StoreError::Item { store, id, error } => {
-                StoreError::Item { id: self.unwrap_id(&id).unwrap_or(id), store, error }
-            }
-            StoreError::Conflict { store, id } => StoreError::Conflict { id: self.unwrap_id(&id).unwrap_or(id), store },
-            other => other,
-        }
-    }
-}
-
-impl fmt::Display for MountPrefixed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (ids under {})", self.inner, self.prefix)
-    }
-}
-
-#[async_trait]
-impl Store for MountPrefixed {
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    fn locate(&self, id: &ItemId) -> Placement {
-        self.inner.locate(&self.wrap(id))
-    }
-    async fn scan(&self, kind: Kind) -> Result<Inventory, StoreError> {
-        Ok(self.unwrap_inv(self.inner.scan(kind).await?))
-    }
-    async fn read(&self, ids: &[ItemId]) -> Result<Inventory, StoreError> {
-        let ids: Vec<ItemId> = ids.iter().map(|i| self.wrap(i)).collect();
-        Ok(self.unwrap_inv(self.inner.read(&ids).await?))
-    }
-    async fn write(&self, entry: &Entry, pre: &Precondition) -> Result<(), StoreError> {
-        let e = Entry { id: self.wrap(&entry.id), ..entry.clone() };
-        self.inner.write(&e, pre).await.map_err(|e| self.unwrap_err(e))
-    }
-    async fn delete(&self, id: &ItemId) -> Result<(), StoreError> {
-        self.inner.delete(&self.wrap(id)).await.map_err(|e| self.unwrap_err(e))
-    }
 }
 
 // ---- Airflow's vectors ------------------------------------------------------------------
@@ -451,8 +329,7 @@ async fn documented_least_privilege_policies_work() {
     let (role_id, secret_id) = approle(&server, "airflow-secrets-sync", &["airflow-secrets-sync"]);
     let store = open(&approle_config(&server, role_id, secret_id)).await;
     store.check().await.unwrap();
-
-    conformance::run_all(&store).await;
+    // The conformance suite under this policy: tests/conformance.rs (vault_least_privilege).
 
     store.write(&Entry::variable("team/shared_var", "v1"), &Precondition::Absent).await.unwrap();
     store.write(&Entry::connection("warehouse", http_conn("db.internal")), &Precondition::Absent).await.unwrap();

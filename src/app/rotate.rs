@@ -10,7 +10,7 @@ use crate::store::registry;
 pub async fn run(cli: &Cli, args: &RotateArgs, out: &mut dyn Write) -> anyhow::Result<Exit> {
     let cfg = Config::load(&cli.config)?;
     let spec = if args.target { &cfg.target } else { &cfg.source };
-    let registry::StoreConfig::Metastore(mcfg) = registry::parse(spec)? else {
+    let Some(mcfg) = registry::parse(spec)?.downcast::<crate::store::metastore::MetastoreConfig>() else {
         return Err(AppError::Usage("rotate-fernet-key works on a metastore store".into()).into());
     };
     let store = crate::store::metastore::MetastoreStore::open(&mcfg).await?;

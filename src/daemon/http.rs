@@ -18,7 +18,7 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use super::Shared;
-use super::config::DaemonConfig;
+use crate::config::daemon::DaemonConfig;
 
 /// What the handlers share: the daemon's state and the last `/readyz` evaluation.
 pub struct Http {

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tracing::{info, warn};
 
-use super::config::{JobConfig, JobMode};
+use crate::config::daemon::{JobConfig, JobMode};
 use super::schedule::Clock;
 use super::metrics::{ItemLabels, Metrics, RunLabels};
 use crate::config::Config;
@@ -207,7 +207,7 @@ fn record(metrics: &Metrics, job: &JobConfig, status: &RunStatus, stats: Option<
         }
         if let Some(report) = &stats.report {
             for f in &report.failures {
-                warn!(job = %job.name, item = %f.id, error = %f.message, exit_code = f.exit.code(), "item write failed");
+                warn!(job = %job.name, item = %f.id, error = %f.message, exit_code = f.exit().code(), "item write failed");
             }
         }
     }

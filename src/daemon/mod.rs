@@ -12,11 +12,13 @@
 //! - [`run`] takes the shutdown future and the reload channel, so tests drive it without signals;
 //!   with [`schedule::TokioClock`] and a paused tokio clock schedules run in virtual time.
 
-pub mod config;
 mod http;
 pub mod job;
 pub mod metrics;
-pub mod schedule;
+/// `[daemon]` and `[[jobs]]` (`crate::config::daemon`), and cron schedules and clocks
+/// (`crate::schedule`), at the paths the daemon has always exposed them under.
+pub use crate::config::daemon as config;
+pub use crate::schedule;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -32,7 +34,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
-pub use config::{DaemonConfig, JobConfig, JobMode, MissedPolicy, validate};
+pub use crate::config::daemon::{DaemonConfig, JobConfig, JobMode, MissedPolicy, validate};
 use metrics::{Metrics, ReloadLabels};
 use schedule::{Clock, Schedule};
 

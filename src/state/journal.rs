@@ -1,12 +1,12 @@
 //! The write journal: [`crate::apply::Journal`] backed by the state database. Every write is
 //! recorded as an intent (committed) before it is sent, so a run killed at any point can tell
 //! what it may have written; outcomes (done/failed) are committed in batches, since one lost to a
-//! crash leaves the conservative "intent". Also drives the progress bar.
+//! crash leaves the conservative "intent". Progress display is not its business: the caller wraps
+//! it (see `safety.rs`).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use indicatif::ProgressBar;
 
 use super::{JournalState, StateDb};
 use crate::apply::Journal;
@@ -20,13 +20,12 @@ const OUTCOME_BATCH: usize = 256;
 pub struct RunJournal {
     db: Arc<StateDb>,
     run_id: String,
-    progress: ProgressBar,
     outcomes: std::sync::Mutex<Vec<(ItemId, JournalState)>>,
 }
 
 impl RunJournal {
-    pub fn new(db: Arc<StateDb>, run_id: impl Into<String>, progress: ProgressBar) -> Self {
-        Self { db, run_id: run_id.into(), progress, outcomes: std::sync::Mutex::new(Vec::new()) }
+    pub fn new(db: Arc<StateDb>, run_id: impl Into<String>) -> Self {
+        Self { db, run_id: run_id.into(), outcomes: std::sync::Mutex::new(Vec::new()) }
     }
 
     async fn commit_outcomes(&self, at_least: usize) -> Result<(), StoreError> {
@@ -53,7 +52,6 @@ impl Journal for RunJournal {
     }
 
     async fn after(&self, change: &Change, ok: bool) -> Result<(), StoreError> {
-        self.progress.inc(1);
         let state = if ok { JournalState::Done } else { JournalState::Failed };
         self.outcomes.lock().expect("journal outcomes").push((change.id.clone(), state));
         self.commit_outcomes(OUTCOME_BATCH).await

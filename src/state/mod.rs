@@ -15,7 +15,6 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::config::StateConfig;
-use crate::error::Exit;
 
 pub mod journal;
 pub mod runs;
@@ -47,17 +46,6 @@ pub enum StateError {
     Sealed { run: String, id: String, why: &'static str },
 }
 
-impl StateError {
-    pub fn exit(&self) -> Exit {
-        match self {
-            StateError::Key(_) | StateError::NoRun(_) => Exit::Usage,
-            StateError::Locked { .. } => Exit::Locked,
-            StateError::Run { .. } => Exit::PartialApply,
-            StateError::Sealed { .. } => Exit::Usage,
-            StateError::Db { .. } => Exit::Error,
-        }
-    }
-}
 
 pub(crate) enum Pool {
     Sqlite(SqlitePool),

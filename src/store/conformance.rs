@@ -1,6 +1,23 @@
 //! The one conformance suite every store passes: one public `async fn` per rule of the [`Store`]
 //! contract, each gated on the store's [`Capabilities`].
 //!
+//! [`conformance_suite!`](crate::conformance_suite) turns a list of store setups into one
+//! `#[tokio::test]` per (store × rule), so every broken rule shows, not only the first:
+//!
+//! ```ignore
+//! airflow_secrets_sync::conformance_suite! {
+//!     memory => setup::memory();      // async fn memory() -> ((), MemoryStore)
+//!     vault_kv2 => setup::vault_kv2(); // async fn vault_kv2() -> (VaultServer, VaultStore)
+//! }
+//! ```
+//!
+//! `tests/conformance.rs` holds the one such list, for every store.
+//!
+//! Each setup is an expression giving a future of `(guard, store)`: the guard (a server, a
+//! temporary directory, a database, or `()`) lives as long as the test. The rules are listed once,
+//! in [`__conformance_rules!`](crate::__conformance_rules); [`RULES`] and [`run_all`] come from the
+//! same list.
+//!
 //! Cases use ids with a random prefix and delete only what they wrote, so they can run against a
 //! shared backend in any order. A failure names the store and the rule, never a value.
 
@@ -302,17 +319,91 @@ fn assert_item_error(store: &dyn Store, err: &StoreError, id: &ItemId, kind: Ite
     }
 }
 
-/// Every rule, in order. Stores call this from one test, or each fn from its own test.
+/// The rules, in order: the one list every generated suite, [`RULES`] and [`run_all`] expand.
+/// `$crate::__conformance_rules!(MODE ...)` calls `$crate::__conformance_expand!([MODE ...] rule…)`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_rules {
+    ($($mode:tt)*) => {
+        $crate::__conformance_expand! {
+            [$($mode)*]
+            variable_round_trip
+            connection_round_trip
+            empty_variable
+            large_values
+            names_at_the_limits
+            scan_finds_what_was_written
+            update_replaces
+            delete_and_absent
+            read_only_refuses
+            conditional_writes
+            ownership_marked
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_expand {
+    ([names] $($rule:ident)+) => {
+        &[$(stringify!($rule)),+]
+    };
+    ([run_all $store:ident] $($rule:ident)+) => {
+        $($rule($store).await;)+
+    };
+    ([tests $setup:expr] $($rule:ident)+) => {
+        $(
+            #[tokio::test]
+            async fn $rule() {
+                let (_guard, store) = $setup.await;
+                $crate::store::conformance::$rule(&store).await;
+            }
+        )+
+    };
+}
+
+/// One `#[tokio::test]` per (store × rule): `name => setup;` per store, where `setup` is an
+/// expression giving a future of `(guard, store)` (see the module docs). Each store becomes a
+/// module `name` holding one test per rule (`name::variable_round_trip`, …); the module sees the
+/// items of the one around it.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($($(#[$meta:meta])* $name:ident => $setup:expr;)+) => {
+        $(
+            $(#[$meta])*
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+                $crate::__conformance_rules!(tests $setup);
+            }
+        )+
+    };
+}
+
+/// Every rule's name, in order.
+pub const RULES: &[&str] = crate::__conformance_rules!(names);
+
+/// Every rule, in order, against one store (stops at the first broken rule: tests use
+/// [`conformance_suite!`](crate::conformance_suite) instead).
 pub async fn run_all(store: &dyn Store) {
-    variable_round_trip(store).await;
-    connection_round_trip(store).await;
-    empty_variable(store).await;
-    large_values(store).await;
-    names_at_the_limits(store).await;
-    scan_finds_what_was_written(store).await;
-    update_replaces(store).await;
-    delete_and_absent(store).await;
-    read_only_refuses(store).await;
-    conditional_writes(store).await;
-    ownership_marked(store).await;
+    crate::__conformance_rules!(run_all store);
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every public rule of this file is in the list, and nothing else is.
+    #[test]
+    fn the_rule_list_names_every_rule() {
+        let src = include_str!("conformance.rs");
+        let mut found: Vec<&str> = src
+            .lines()
+            .filter_map(|l| l.strip_prefix("pub async fn "))
+            .filter_map(|l| l.split_once("(store: &dyn Store)").map(|(name, _)| name))
+            .filter(|name| *name != "run_all")
+            .collect();
+        let mut listed = super::RULES.to_vec();
+        found.sort();
+        listed.sort();
+        assert_eq!(found, listed);
+    }
 }

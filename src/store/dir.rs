@@ -1,6 +1,7 @@
-//! `kind = "dir"`: a store kept as one JSON file per item under a directory, each write an atomic
-//! rename. Not an Airflow backend: it exists so crash tests (and experiments) have a target that
-//! is durable per item, with ownership marks and versions, and no server to start.
+//! A store kept as one JSON file per item under a directory, each write an atomic rename. Not an
+//! Airflow backend and test-only by design (no config can name it: see
+//! [`super::registry::TEST_ONLY_KINDS`]): it exists so tests have a target that is durable per
+//! item, with ownership marks and versions, and no server to start.
 //!
 //! Layout: `<path>/variables/<hex id>.json`, `<path>/connections/<hex id>.json`, each
 //! `{"id", "version", "owner", "value": {…}}`. Values are plaintext on disk, like Airflow's own
@@ -17,12 +18,6 @@ use super::{Capabilities, Precondition, Store, StoreError};
 use crate::model::{Connection, Entry, Inventory, ItemError, ItemErrorKind, ItemId, Kind, Meta, Ownership, SecretValue, Value, Variable};
 
 const OWNER: &str = "airflow-secrets-sync";
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DirConfig {
-    pub path: PathBuf,
-}
 
 pub struct DirStore {
     root: PathBuf,
@@ -51,7 +46,9 @@ impl DirStore {
     }
 
     fn file(&self, id: &ItemId) -> PathBuf {
-        self.dir(id.kind).join(format!("{}.json", crate::state::hex(&crate::state::sha256(id.id.as_bytes()))))
+        use sha2::Digest;
+        let hex: String = sha2::Sha256::digest(id.id.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+        self.dir(id.kind).join(format!("{hex}.json"))
     }
 
     fn err(&self, op: &'static str, e: impl fmt::Display) -> StoreError {
@@ -209,14 +206,3 @@ impl Store for DirStore {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn the_dir_store_passes_the_conformance_suite() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = DirStore::new(dir.path());
-        crate::store::conformance::run_all(&store).await;
-    }
-}

@@ -1,5 +1,5 @@
-//! Store layers that wrap another store without changing what it holds, and the one place the
-//! application opens a configured store (the registry, plus the layers a test asks for).
+//! Store layers that wrap another store without changing what it holds (a configured store is
+//! opened by [`super::registry`]; these wrap it).
 //!
 //! Every layer is a [`Layer`]: it forwards each [`Store`] method to the inner store and lets a
 //! [`Hook`] see (or refuse) the calls, so no layer can forget to forward a method.
@@ -22,20 +22,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{Capabilities, DynStore, Placement, Precondition, Store, StoreError};
-use crate::config::StoreSpec;
 use crate::model::{Entry, Inventory, ItemId, Kind};
 
 /// The fault-injection environment variable (see the module docs).
 pub const FAULT_ABORT_AFTER_ENV: &str = "AIRFLOW_SECRETS_SYNC_FAULT_ABORT_AFTER";
-
-/// Open a configured store: `kind = "dir"` here, everything else through the registry.
-pub async fn open(spec: &StoreSpec) -> Result<DynStore, StoreError> {
-    if spec.0.get("kind").and_then(|k| k.as_str()) == Some("dir") {
-        let cfg: super::dir::DirConfig = super::registry::native("dir", spec)?;
-        return Ok(std::sync::Arc::new(super::dir::DirStore::new(cfg.path)));
-    }
-    super::registry::open(spec).await
-}
 
 /// One call a [`Layer`] forwards, as its [`Hook`] sees it.
 #[derive(Clone, Copy, Debug)]

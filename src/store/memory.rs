@@ -138,23 +138,3 @@ impl Store for MemoryStore {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn memory_store_passes_the_conformance_suite() {
-        let store = MemoryStore::new("conformance");
-        crate::store::conformance::run_all(&store).await;
-    }
-
-    #[tokio::test]
-    async fn a_limited_memory_store_passes_the_conformance_suite() {
-        let mut caps = Capabilities::full();
-        caps.max_value_bytes = Some(4096);
-        caps.empty_variables = false;
-        caps.connection_description = true;
-        let store = MemoryStore::with_capabilities("limited", caps);
-        crate::store::conformance::run_all(&store).await;
-    }
-}

@@ -23,23 +23,17 @@ pub(crate) mod sql_conn;
 pub mod registry;
 pub mod dir;
 pub mod layered;
+pub mod limit;
 pub mod snapshot;
 #[cfg(feature = "vault")]
 pub mod vault;
-#[cfg(any(feature = "aws-sm", feature = "aws-ssm"))]
+#[cfg(any(feature = "aws_secrets_manager", feature = "aws_ssm"))]
 pub mod aws;
-// The paths before `store/aws/` (registry.rs names them): kept until the registry table lands.
-#[cfg(any(feature = "aws-sm", feature = "aws-ssm"))]
-pub use aws::common as aws_common;
-#[cfg(feature = "aws-sm")]
-pub use aws::secrets_manager as aws_secrets_manager;
-#[cfg(feature = "aws-ssm")]
-pub use aws::ssm as aws_ssm;
-#[cfg(feature = "gcp")]
+#[cfg(feature = "gcp_secret_manager")]
 pub mod gcp_secret_manager;
-#[cfg(feature = "azure")]
+#[cfg(feature = "azure_key_vault")]
 pub mod azure_key_vault;
-#[cfg(any(feature = "gcp", feature = "azure"))]
+#[cfg(any(feature = "gcp_secret_manager", feature = "azure_key_vault"))]
 mod prefixed;
 
 /// The suite every store passes; public so integration tests and third-party stores run it.
@@ -185,7 +179,42 @@ pub enum StoreError {
     Backend { store: String, op: &'static str, reason: String },
 }
 
+/// The class of a [`StoreError`], as data (what an apply report keeps of a failure; the binary's
+/// edge maps it to an exit code).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreErrorKind {
+    Unreachable,
+    PermissionDenied,
+    Throttled,
+    Unavailable,
+    Conflict,
+    Item(ItemErrorKind),
+    ReadOnly,
+    Schema,
+    FernetKey,
+    Config,
+    Backend,
+}
+
 impl StoreError {
+    /// The class of this error.
+    pub fn kind(&self) -> StoreErrorKind {
+        match self {
+            StoreError::Unreachable { .. } => StoreErrorKind::Unreachable,
+            StoreError::PermissionDenied { .. } => StoreErrorKind::PermissionDenied,
+            StoreError::Throttled { .. } => StoreErrorKind::Throttled,
+            StoreError::Unavailable { .. } => StoreErrorKind::Unavailable,
+            StoreError::Conflict { .. } => StoreErrorKind::Conflict,
+            StoreError::Item { error, .. } => StoreErrorKind::Item(error.kind),
+            StoreError::ReadOnly { .. } => StoreErrorKind::ReadOnly,
+            StoreError::Schema { .. } => StoreErrorKind::Schema,
+            StoreError::FernetKey { .. } => StoreErrorKind::FernetKey,
+            StoreError::Config { .. } => StoreErrorKind::Config,
+            StoreError::Backend { .. } => StoreErrorKind::Backend,
+        }
+    }
+
     /// Whether trying again later may succeed (throttling, 5xx, a dropped connection).
     pub fn is_retryable(&self) -> bool {
         matches!(self, StoreError::Throttled { .. } | StoreError::Unavailable { .. })

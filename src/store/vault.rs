@@ -51,7 +51,7 @@ pub use value::{decode_connection, decode_variable, encode_connection, encode_va
 use super::{Capabilities, ConnectionFormat, Placement, Precondition, Store, StoreError};
 use crate::airflow::connection::Reader;
 use crate::model::{Entry, Inventory, ItemError, ItemErrorKind, ItemId, Kind, Meta, Ownership, Value, Variable};
-use crate::apply::limit::{Limiter, Outcome};
+use super::limit::{Limiter, Outcome};
 use crate::secret::SecretValue;
 
 /// Attempts per request for retryable failures (429, 5xx, dropped connections).

@@ -29,13 +29,13 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 // Both SDKs re-export the same smithy types; pick whichever crate is compiled in.
-#[cfg(feature = "aws-sm")]
+#[cfg(feature = "aws_secrets_manager")]
 use aws_sdk_secretsmanager::{
     config::http::HttpResponse,
     config::{Credentials, SharedCredentialsProvider},
     error::SdkError,
 };
-#[cfg(not(feature = "aws-sm"))]
+#[cfg(not(feature = "aws_secrets_manager"))]
 use aws_sdk_ssm::{
     config::http::HttpResponse,
     config::{Credentials, SharedCredentialsProvider},

@@ -2,11 +2,11 @@
 //! Parameter Store ([`ssm`]), over the plumbing they share ([`common`]: credentials and endpoints,
 //! Airflow's AWS kwargs, lookup patterns, ownership tags, SDK failures mapped to `StoreError`).
 
-#[cfg(any(feature = "aws-sm", feature = "aws-ssm"))]
+#[cfg(any(feature = "aws_secrets_manager", feature = "aws_ssm"))]
 pub(crate) mod backend;
-#[cfg(any(feature = "aws-sm", feature = "aws-ssm"))]
+#[cfg(any(feature = "aws_secrets_manager", feature = "aws_ssm"))]
 pub mod common;
-#[cfg(feature = "aws-sm")]
+#[cfg(feature = "aws_secrets_manager")]
 pub mod secrets_manager;
-#[cfg(feature = "aws-ssm")]
+#[cfg(feature = "aws_ssm")]
 pub mod ssm;

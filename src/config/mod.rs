@@ -5,12 +5,19 @@
 //! `backend_kwargs` (a table, or the JSON string of `AIRFLOW__SECRETS__BACKEND_KWARGS`), which each
 //! backend maps into its native config. Every option is documented in `config.toml.example`.
 
+pub mod daemon;
+
 use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::error::AppError;
 use crate::model::Kind;
+
+/// A configuration that cannot be read or is not valid (exit 3 at the binary's edge). Names the
+/// file, table or key; never a value.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,10 +40,10 @@ pub struct Config {
     pub state: StateConfig,
     /// `[daemon]`: the daemon's HTTP endpoints, default time zone and shutdown grace.
     #[serde(default)]
-    pub daemon: crate::daemon::DaemonConfig,
+    pub daemon: daemon::DaemonConfig,
     /// `[[jobs]]`: what the daemon runs, on which schedule (see docs/daemon.md).
     #[serde(default)]
-    pub jobs: Vec<crate::daemon::JobConfig>,
+    pub jobs: Vec<daemon::JobConfig>,
 }
 
 /// `[state]`: where runs, the journal and encrypted snapshots live, and the snapshot key.
@@ -122,6 +129,23 @@ pub struct SelectConfig {
     pub exclude: Vec<String>,
 }
 
+impl SelectConfig {
+    /// The include globs (`None` when there are none) and the exclude globs, compiled: the one
+    /// place a bad pattern is found (the planner's selection and config validation both use it).
+    pub fn globs(&self) -> Result<(Option<globset::GlobSet>, globset::GlobSet), String> {
+        let build = |pats: &[String]| -> Result<globset::GlobSet, String> {
+            let mut b = globset::GlobSetBuilder::new();
+            for p in pats {
+                // Ids contain `/` (Vault nesting), so `*` must cross it: no literal_separator.
+                b.add(globset::Glob::new(p).map_err(|e| format!("bad glob {p:?}: {e}"))?);
+            }
+            b.build().map_err(|e| format!("bad globs: {e}"))
+        };
+        let include = if self.include.is_empty() { None } else { Some(build(&self.include)?) };
+        Ok((include, build(&self.exclude)?))
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum OnlyKind {
@@ -189,16 +213,16 @@ impl Default for ApplyConfig {
 
 impl Config {
     /// The store table called `name`: `source`, `target`, or a key of `[stores]`.
-    pub fn store(&self, name: &str) -> Result<&StoreSpec, AppError> {
+    pub fn store(&self, name: &str) -> Result<&StoreSpec, ConfigError> {
         match name {
             "source" | "target" if self.store_table(name).is_empty() => {
-                Err(AppError::Config(format!("the configuration has no [{name}] table")))
+                Err(ConfigError(format!("the configuration has no [{name}] table")))
             }
             "source" => Ok(&self.source),
             "target" => Ok(&self.target),
             other => self.stores.get(other).ok_or_else(|| {
                 let known: Vec<&str> = ["source", "target"].into_iter().chain(self.stores.keys().map(String::as_str)).collect();
-                AppError::Usage(format!("no store named {other:?} in the config (known: {})", known.join(", ")))
+                ConfigError(format!("no store named {other:?} in the config (known: {})", known.join(", ")))
             }),
         }
     }
@@ -207,29 +231,29 @@ impl Config {
         if name == "source" { &self.source } else { &self.target }
     }
 
-    pub fn from_toml(text: &str) -> Result<Config, AppError> {
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
         // toml's messages quote the offending line, which may hold a credential: keep the
         // position and the reason only.
         let cfg: Config = toml::from_str(text).map_err(|e| {
             let at = e.span().map(|s| format!(" at byte {}", s.start)).unwrap_or_default();
-            AppError::Config(format!("invalid configuration{at}: {}", crate::secret::scrub_de_message(e.message())))
+            ConfigError(format!("invalid configuration{at}: {}", crate::secret::scrub_de_message(e.message())))
         })?;
         // [source] and [target] may be left out only by a file that configures daemon jobs.
         if cfg.jobs.is_empty() {
             for name in ["source", "target"] {
                 if cfg.store_table(name).is_empty() {
-                    return Err(AppError::Config(format!("invalid configuration: missing [{name}] table")));
+                    return Err(ConfigError(format!("invalid configuration: missing [{name}] table")));
                 }
             }
         }
-        crate::daemon::validate(&cfg)?;
+        daemon::validate(&cfg)?;
         Ok(cfg)
     }
 
-    pub fn load(path: &Path) -> Result<Config, AppError> {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| AppError::Config(format!("cannot read {}: {e}", path.display())))?;
-        let mut cfg = Self::from_toml(&text).map_err(|e| AppError::Config(format!("{}: {e}", path.display())))?;
+            .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+        let mut cfg = Self::from_toml(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         cfg.state.base_dir = Some(std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()));
         Ok(cfg)

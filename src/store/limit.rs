@@ -23,7 +23,8 @@
 //! within a few windows, while a loopback server that is CPU-bound stays near the concurrency it
 //! can serve.
 //!
-//! The Vault store's reads during plans (scans and GETs, `read_concurrency`) use the same limiter.
+//! The Vault store's reads during plans (scans and GETs, `read_concurrency`) use the same limiter,
+//! which is why it lives under `store/` (`crate::apply::limit` re-exports it).
 
 use std::sync::Mutex;
 use std::time::Duration;

@@ -2,9 +2,8 @@
 
 use serde::Deserialize;
 
-use super::schedule::{Schedule, parse_tz};
-use crate::config::{Config, OnlyKind};
-use crate::error::AppError;
+use super::{Config, ConfigError, OnlyKind};
+use crate::schedule::{Schedule, parse_tz};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9477";
 
@@ -161,8 +160,8 @@ impl JobConfig {
 }
 
 /// Check `[daemon]` and `[[jobs]]` without I/O: unique names, schedules, time zones, store names.
-pub fn validate(cfg: &Config) -> Result<(), AppError> {
-    let bad = |m: String| AppError::Config(format!("invalid configuration: {m}"));
+pub fn validate(cfg: &Config) -> Result<(), ConfigError> {
+    let bad = |m: String| ConfigError(format!("invalid configuration: {m}"));
     parse_tz(&cfg.daemon.timezone).map_err(|e| bad(format!("[daemon] timezone: {e}")))?;
     if !cfg.daemon.listen.is_empty() && cfg.daemon.listen.parse::<std::net::SocketAddr>().is_err() {
         return Err(bad(format!("[daemon] listen = {:?} is not an address:port", cfg.daemon.listen)));
@@ -181,14 +180,11 @@ pub fn validate(cfg: &Config) -> Result<(), AppError> {
             return Err(bad(format!("job {name}: source and target are both {:?}", job.source)));
         }
         for store in [&job.source, &job.target] {
-            cfg.store(store).map_err(|e| AppError::Config(format!("invalid configuration: job {name}: {e}")))?;
+            cfg.store(store).map_err(|e| ConfigError(format!("invalid configuration: job {name}: {e}")))?;
         }
-        crate::plan::Selection::from_config(&crate::config::SelectConfig {
-            only: job.only,
-            include: job.include.clone(),
-            exclude: job.exclude.clone(),
-        })
-        .map_err(|e| AppError::Config(format!("invalid configuration: job {name}: {e}")))?;
+        super::SelectConfig { only: job.only, include: job.include.clone(), exclude: job.exclude.clone() }
+            .globs()
+            .map_err(|e| ConfigError(format!("invalid configuration: job {name}: {e}")))?;
     }
     Ok(())
 }
