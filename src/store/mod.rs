@@ -23,7 +23,9 @@ pub mod metastore;
 pub(crate) mod sql_conn;
 pub mod registry;
 pub mod dir;
-pub mod layered;
+pub mod layer;
+/// The old name of [`layer`], kept while callers move.
+pub use layer as layered;
 pub mod snapshot;
 #[cfg(feature = "vault")]
 pub mod vault;
@@ -34,7 +36,10 @@ pub mod aws_secrets_manager;
 #[cfg(feature = "aws-ssm")]
 pub mod aws_ssm;
 #[cfg(feature = "gcp")]
-pub mod gcp_secret_manager;
+pub mod gcp;
+/// The GCP store's module under its kind's name (`kind = "gcp_secret_manager"`).
+#[cfg(feature = "gcp")]
+pub use gcp as gcp_secret_manager;
 #[cfg(feature = "azure")]
 pub mod azure_key_vault;
 #[cfg(any(feature = "gcp", feature = "azure"))]
