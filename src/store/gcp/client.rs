@@ -76,29 +76,14 @@ impl GcpSecretManagerStore {
         }
     }
 
-    /// Run a read, retrying throttling and 5xx with backoff (honouring Retry-After).
-    pub(super) async fn read_call<T, F, Fut>(&self, op: &'static str, mut f: F) -> Result<T, Failure>
+    /// Send a read once and classify its failure (throttled ones carry Retry-After for the retry
+    /// layer, `store::layer::retry`).
+    pub(super) async fn read_call<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T, Failure>
     where
-        F: FnMut() -> Fut,
+        F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<T, GaxError>>,
     {
-        let mut attempt = 0u32;
-        loop {
-            match f().await {
-                Ok(v) => return Ok(v),
-                Err(e) => match self.classify(op, &e) {
-                    Failure::Store(se) if se.is_retryable() && attempt + 1 < self.read_attempts => {
-                        let wait = se
-                            .retry_after()
-                            .unwrap_or_else(|| Duration::from_millis(100u64 << attempt.min(8)))
-                            .min(Duration::from_secs(30));
-                        tokio::time::sleep(wait).await;
-                        attempt += 1;
-                    }
-                    other => return Err(other),
-                },
-            }
-        }
+        f().await.map_err(|e| self.classify(op, &e))
     }
 
     pub(super) fn ownership(&self, labels: &HashMap<String, String>) -> Ownership {

@@ -50,8 +50,6 @@ pub struct GcpSecretManagerStore {
     cfg: GcpSecretManagerConfig,
     project: String,
     client: SecretManagerService,
-    /// Attempts for a throttled or unavailable *read* (writes are retried by `apply`).
-    read_attempts: u32,
     /// Which Airflow reader parses connections (default: Airflow 3 ORM); `verify` reads with each.
     reader: Reader,
 }
@@ -93,23 +91,20 @@ impl GcpSecretManagerStore {
             .or(key_project)
             .or_else(|| std::env::var("GOOGLE_CLOUD_PROJECT").ok().filter(|p| !p.is_empty()))
             .ok_or_else(|| config_err("project_id is not set and cannot be taken from the credentials"))?;
-        let mut builder = SecretManagerService::builder().with_credentials(creds);
+        // One attempt per request: retrying is the retry layer's (`store::layer::retry`).
+        let mut builder = SecretManagerService::builder()
+            .with_credentials(creds)
+            .with_retry_policy(google_cloud_gax::retry_policy::NeverRetry);
         if let Some(ep) = &cfg.endpoint {
             builder = builder.with_endpoint(ep.clone());
         }
         let client = builder.build().await.map_err(|e| config_err(format!("cannot build the client: {e}")))?;
-        Ok(Self { cfg, project, client, read_attempts: 5, reader: Reader::Orm3 })
+        Ok(Self { cfg, project, client, reader: Reader::Orm3 })
     }
 
-    /// How many times a throttled or unavailable read is tried before the error propagates.
     /// Which Airflow reader's connection semantics to reproduce (default: Airflow 3 ORM).
     pub fn with_reader(mut self, reader: Reader) -> Self {
         self.reader = reader;
-        self
-    }
-
-    pub fn with_read_attempts(mut self, attempts: u32) -> Self {
-        self.read_attempts = attempts.max(1);
         self
     }
 

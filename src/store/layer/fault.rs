@@ -1,5 +1,14 @@
-//! Fault injection: [`AbortAfter`] (the process dies right after the N-th write) and
-//! [`Throttling`] (a backend that throttles some first writes), as [`Hook`]s.
+//! Fault injection, as [`Hook`]s:
+//!
+//! - [`AbortAfter`]: `AIRFLOW_SECRETS_SYNC_FAULT_ABORT_AFTER=N` makes the process `abort()` right
+//!   after the N-th successful write reaches the target and before the journal records it: the
+//!   worst moment to die, which the resume/rollback tests aim at. Honoured only in builds with the
+//!   `fault-injection` cargo feature (`cargo test --all-features`); any other build ignores the
+//!   variable with a warning.
+//! - [`Throttling`]: answers the first write of every `every`-th item with `Throttled` (a
+//!   Retry-After hint), so the retry and pacing layers are exercised without a real backend's rate
+//!   limiter. Which items are throttled depends on arrival order, but each is throttled at most
+//!   once, so the outcome does not depend on how concurrent writers interleave.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -14,8 +14,6 @@ use vaultrs::error::ClientError;
 use super::{VaultConfig, VaultStore};
 use crate::store::StoreError;
 
-/// Attempts per request for retryable failures (429, 5xx, dropped connections).
-const MAX_ATTEMPTS: u32 = 5;
 /// Per-request HTTP timeout.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -35,21 +33,23 @@ pub(super) enum Failure {
 }
 
 impl Failure {
+    /// Whether the store error it becomes is retryable (what the retry layer sees).
+    #[cfg(test)]
     pub(super) fn retryable(&self) -> bool {
         matches!(self, Failure::Throttled | Failure::Unavailable(_))
     }
 }
 
 impl VaultStore {
-
-    /// Run one Vault call with token refresh (once, on 403 with a dead login token) and bounded
-    /// exponential backoff on retryable failures. 404 and CAS mismatches return at once.
+    /// Run one Vault call, sent once: a failure is classified and returned (retrying is the retry
+    /// layer's, `store::layer::retry`). The one exception is a 403 with a dead login token: the
+    /// token is replaced (logging in again) and the call sent once more, which is not a retry of
+    /// the same request but the same request with a working token.
     pub(super) async fn call<T, F, Fut>(&self, f: F) -> Result<T, Failure>
     where
         F: Fn(Arc<VaultClient>) -> Fut,
         Fut: Future<Output = Result<T, ClientError>>,
     {
-        let mut attempt = 1;
         let mut relogin_tried = false;
         loop {
             let (client, generation) = self.current().await.map_err(Failure::Store)?;
@@ -67,10 +67,6 @@ impl VaultStore {
                         continue;
                     }
                     return Err(Failure::Denied);
-                }
-                f if f.retryable() && attempt < MAX_ATTEMPTS => {
-                    tokio::time::sleep(backoff(attempt)).await;
-                    attempt += 1;
                 }
                 f => return Err(f),
             }
@@ -98,11 +94,6 @@ impl VaultStore {
     }
 }
 
-pub(super) fn backoff(attempt: u32) -> Duration {
-    use rand::Rng;
-    let base = Duration::from_millis(200).saturating_mul(1 << (attempt - 1).min(5)).min(Duration::from_secs(5));
-    base + Duration::from_millis(rand::rng().random_range(0..100))
-}
 
 /// Classify a vaultrs error by status and transport cause. Bodies are inspected only to tell a
 /// sealed Vault and a CAS mismatch apart; they are never kept.
@@ -296,11 +287,5 @@ mod tests {
         assert!(check_address("http://").is_err());
         assert!(check_address("http://h:99999").is_err());
         assert!(check_address("http://u:p@h").is_err());
-    }
-
-    #[test]
-    fn backoff_is_bounded() {
-        assert!(backoff(1) < Duration::from_millis(400));
-        assert!(backoff(30) <= Duration::from_millis(5100));
     }
 }

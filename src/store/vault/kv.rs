@@ -324,8 +324,12 @@ impl VaultStore {
         let id = &entry.id;
         let mark = our_mark(&id.id);
         // Ownership before data, as on the full path: a crash between the two leaves a mark on a
-        // path with no value, which the next run writes.
-        self.set_custom_metadata(sp, mark.clone()).await?;
+        // path with no value, which the next run writes. A create sent again after its data write
+        // failed (the retry layer) finds its mark there already.
+        if !self.seen.premarked(sp) {
+            self.set_custom_metadata(sp, mark.clone()).await?;
+            self.seen.premark(sp, true);
+        }
         let failure = match self.cas_write(sp, data, 0).await {
             Ok(()) => {
                 self.seen.exists(sp);

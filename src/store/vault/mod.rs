@@ -17,8 +17,9 @@
 //! - **Errors**: only 404 means "absent" (as in Airflow, §9 item 18). 403 names the path; a
 //!   revoked or expired login token is replaced once by logging in again (approle, kubernetes,
 //!   userpass); a renewable plain token is renewed before it expires (vaultrs does neither,
-//!   dependencies.md pitfall 8). 429/5xx/resets are retried with bounded exponential backoff.
-//!   Vault error bodies are never echoed: only the status survives.
+//!   dependencies.md pitfall 8). 429/5xx/resets are classified retryable and each request is sent
+//!   once: the retry layer (`store::layer::retry`) retries the operation. Vault error bodies are
+//!   never echoed: only the status survives.
 //! - **Test emulator**: a real `bao server -dev` (OpenBao), started by `tests/vault.rs`.
 //!
 //! Files: this one (the store and its `Store` impl), `config` (the table, Airflow's kwargs),
