@@ -1,26 +1,27 @@
 //! Execute a [`Plan`] against the target. This module alone writes.
 //!
-//! Writes run with bounded concurrency; retryable errors (throttling, 5xx) are retried with
-//! exponential backoff and jitter, honouring a backend's `Retry-After`; every write goes through a
+//! Writes run with bounded concurrency, through the target's layers ([`crate::store::layer::stack`]):
+//! retryable errors (throttling, 5xx) are retried there, with exponential backoff and jitter
+//! honouring a backend's `Retry-After`, and writes are paced there; every write goes through a
 //! [`Journal`] hook so the safety engine (snapshots, journal, resume) slots in; after the writes
 //! every written item is read back and compared as Airflow would read it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use rand::Rng;
 use tracing::{debug, info, warn};
 
 use crate::model::ItemId;
 use crate::plan::{Action, Change, Plan};
+use crate::store::layer::{self, Layer, RetryPolicy, StackOptions};
 use crate::store::{Store, StoreError, StoreErrorKind};
 
 /// The in-flight limiter lives with the stores (the Vault store's reads use it too).
 pub use crate::store::limit;
-use limit::{Limiter, Outcome};
+use limit::{Feedback, Limiter};
 
 #[derive(Clone, Debug)]
 pub struct ApplyOptions {
@@ -50,6 +51,18 @@ impl Default for ApplyOptions {
             max_writes_per_second: None,
             max_consecutive_unavailable: 3,
         }
+    }
+}
+
+impl ApplyOptions {
+    /// The retry policy of these options (`max_attempts`, the backoff bounds).
+    pub fn retry(&self) -> RetryPolicy {
+        RetryPolicy { max_attempts: self.max_attempts.max(1), base_backoff: self.base_backoff, max_backoff: self.max_backoff }
+    }
+
+    /// The layers these options put over a target ([`layer::stack`]).
+    pub fn layers(&self) -> StackOptions {
+        StackOptions { retry: self.retry(), max_writes_per_second: self.max_writes_per_second, stop: None }
     }
 }
 
@@ -124,140 +137,21 @@ impl ApplyReport {
 
 }
 
-fn backoff(opts: &ApplyOptions, attempt: u32, hint: Option<Duration>) -> Duration {
-    let exp = opts.base_backoff.saturating_mul(1u32 << attempt.min(16)).min(opts.max_backoff);
-    // Full jitter keeps many workers from retrying in lockstep.
-    let jittered = Duration::from_millis(rand::rng().random_range(0..=exp.as_millis() as u64));
-    hint.map_or(jittered, |h| h.max(jittered))
-}
-
-/// Adaptive slow-down shared by every worker of one apply: a throttled answer anywhere raises a
-/// common delay before each write (doubling, at least the backend's Retry-After); successes decay
-/// it again. Per-item backoff alone would let the other workers keep hammering a throttled API.
-#[derive(Debug)]
-pub struct Pacer {
-    delay_us: AtomicU64,
-    max: Duration,
-}
-
-impl Pacer {
-    const FLOOR: Duration = Duration::from_millis(20);
-
-    pub fn new(max: Duration) -> Self {
-        Self { delay_us: AtomicU64::new(0), max }
-    }
-
-    /// The delay every write currently waits.
-    pub fn delay(&self) -> Duration {
-        Duration::from_micros(self.delay_us.load(Ordering::Relaxed))
-    }
-
-    pub fn throttled(&self, hint: Option<Duration>) {
-        let _ = self.delay_us.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| {
-            let next = Duration::from_micros(d).saturating_mul(2).max(Self::FLOOR).max(hint.unwrap_or_default()).min(self.max);
-            Some(next.as_micros() as u64)
-        });
-    }
-
-    pub fn succeeded(&self) {
-        let _ = self.delay_us.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| {
-            let next = d - d / 8;
-            Some(if next < 1_000 { 0 } else { next })
-        });
-    }
-
-    async fn wait(&self) {
-        let d = self.delay();
-        if !d.is_zero() {
-            tokio::time::sleep(d).await;
-        }
-    }
-}
-
-/// Paces writes to a known quota: requests evenly spaced at `rate` per second, shared by every
-/// worker. A throttled answer anyway (the quota is shared with other clients, or lower than
-/// published) cuts the rate by 30%; each success wins back 2% of the maximum (AIMD, as TCP does),
-/// so an apply settles just under what the backend grants instead of oscillating around it.
-#[derive(Debug)]
-pub struct RateLimiter {
-    state: std::sync::Mutex<(f64, tokio::time::Instant)>,
-    max: f64,
-}
-
-impl RateLimiter {
-    pub fn new(rate: f64) -> Self {
-        Self { state: std::sync::Mutex::new((rate, tokio::time::Instant::now())), max: rate }
-    }
-
-    /// The current rate (writes per second).
-    pub fn rate(&self) -> f64 {
-        self.state.lock().expect("rate").0
-    }
-
-    /// Wait for this request's slot.
-    pub async fn acquire(&self) {
-        let at = {
-            let mut s = self.state.lock().expect("rate");
-            let now = tokio::time::Instant::now();
-            let at = s.1.max(now);
-            s.1 = at + Duration::from_secs_f64(1.0 / s.0);
-            at
-        };
-        tokio::time::sleep_until(at).await;
-    }
-
-    pub fn throttled(&self) {
-        let mut s = self.state.lock().expect("rate");
-        s.0 = (s.0 * 0.7).max(self.max / 50.0).max(0.1);
-    }
-
-    pub fn succeeded(&self) {
-        let mut s = self.state.lock().expect("rate");
-        s.0 = (s.0 + self.max * 0.02).min(self.max);
-    }
-}
-
-/// How one apply slows down: to a known quota, else adaptively after throttling.
-enum Pace {
-    Rate(RateLimiter),
-    Adaptive(Pacer),
-}
-
-impl Pace {
-    async fn wait(&self) {
-        match self {
-            Pace::Rate(r) => r.acquire().await,
-            Pace::Adaptive(p) => p.wait().await,
-        }
-    }
-    fn throttled(&self, hint: Option<Duration>) {
-        match self {
-            Pace::Rate(r) => r.throttled(),
-            Pace::Adaptive(p) => p.throttled(hint),
-        }
-    }
-    fn succeeded(&self) {
-        match self {
-            Pace::Rate(r) => r.succeeded(),
-            Pace::Adaptive(p) => p.succeeded(),
-        }
-    }
-}
-
 /// Stops an apply that keeps meeting a dead backend: `limit` consecutive outcomes that found it
 /// unreachable or unavailable open the breaker, after which no further write is sent. Any success
 /// closes the count again.
 #[derive(Debug)]
 struct Breaker {
     consecutive: AtomicUsize,
-    open: AtomicBool,
+    /// Shared with the retry layer, which sends nothing again once it is set.
+    open: Arc<AtomicBool>,
     limit: usize,
     reason: std::sync::Mutex<Option<String>>,
 }
 
 impl Breaker {
     fn new(limit: usize) -> Self {
-        Self { consecutive: AtomicUsize::new(0), open: AtomicBool::new(false), limit: limit.max(1), reason: Default::default() }
+        Self { consecutive: AtomicUsize::new(0), open: Arc::default(), limit: limit.max(1), reason: Default::default() }
     }
 
     fn is_open(&self) -> bool {
@@ -278,50 +172,22 @@ impl Breaker {
     }
 }
 
-/// A write the breaker kept from being sent.
-struct NotAttempted;
-
-async fn write_one(
-    target: &dyn Store,
-    change: &Change,
-    opts: &ApplyOptions,
-    pacer: &Pace,
-    breaker: &Breaker,
-    limiter: &Limiter,
-) -> Result<Result<(), StoreError>, NotAttempted> {
-    let mut attempt = 0;
-    loop {
-        if breaker.is_open() {
-            return Err(NotAttempted);
-        }
-        pacer.wait().await;
-        let sent = tokio::time::Instant::now();
-        let result = match change.action {
-            Action::Delete => target.delete(&change.id).await,
-            Action::Create | Action::Update => {
-                let entry = change.desired.as_ref().expect("create/update carries its entry");
-                target.write(entry, &change.precondition).await
-            }
-            _ => return Ok(Ok(())),
-        };
-        limiter.record(Outcome::of(&result, sent));
-        match result {
-            Err(e) if e.is_retryable() && attempt + 1 < opts.max_attempts => {
-                pacer.throttled(e.retry_after());
-                let wait = backoff(opts, attempt, e.retry_after());
-                debug!(id = %change.id, attempt, wait_ms = wait.as_millis() as u64, "retrying after a retryable error");
-                tokio::time::sleep(wait).await;
-                attempt += 1;
-            }
-            other => {
-                if other.is_ok() {
-                    pacer.succeeded();
-                }
-                breaker.record(&other);
-                return Ok(other);
-            }
-        }
+/// Send one change through the target's layers (which retry and pace it); `None` when the breaker
+/// had opened before it was sent.
+async fn write_one(target: &dyn Store, change: &Change, breaker: &Breaker) -> Option<Result<(), StoreError>> {
+    if breaker.is_open() {
+        return None;
     }
+    let result = match change.action {
+        Action::Delete => target.delete(&change.id).await,
+        Action::Create | Action::Update => {
+            let entry = change.desired.as_ref().expect("create/update carries its entry");
+            target.write(entry, &change.precondition).await
+        }
+        _ => return Some(Ok(())),
+    };
+    breaker.record(&result);
+    Some(result)
 }
 
 /// Where an adaptive in-flight limit starts (at most the target's cap): today's fixed default, so
@@ -341,28 +207,24 @@ fn all_failed(plan: &Plan, e: &StoreError) -> ApplyReport {
     ApplyReport { failures, ..ApplyReport::default() }
 }
 
-/// Apply every write of `plan` to `target`.
+/// Apply every write of `plan` to `target`. The writes go through `target` under the layers of
+/// `opts` ([`ApplyOptions::layers`]: retry over pacing), over this apply's in-flight limit, which
+/// hears how each attempt went.
 pub async fn execute(plan: &Plan, target: Arc<dyn Store>, opts: &ApplyOptions, journal: Arc<dyn Journal>) -> ApplyReport {
     let caps = target.capabilities();
     let writes: Vec<&Change> = plan.writes().collect();
-    let rate = opts.max_writes_per_second.or(caps.write_rate).filter(|r| *r > 0.0);
-    let limiter = match (opts.concurrency, rate) {
+    let rate = layer::pace::rate_for(&caps, opts.max_writes_per_second);
+    let limiter = Arc::new(match (opts.concurrency, rate) {
         (Some(n), _) => Limiter::fixed(n),
         (None, Some(_)) => Limiter::fixed(caps.write_concurrency),
         (None, None) => Limiter::adaptive(ADAPTIVE_START, caps.write_concurrency, ADAPTIVE_WRITES_PER_SECOND),
-    };
+    });
     let (concurrency, adaptive) = (limiter.limit(), limiter.is_adaptive());
     info!(target = %target, items = writes.len(), concurrency, adaptive, max = limiter.cap(), "applying plan");
-    let pacer = match rate {
-        Some(r) => {
-            info!(target = %target, writes_per_second = r, "pacing writes to the target's quota");
-            Pace::Rate(RateLimiter::new(r))
-        }
-        None => Pace::Adaptive(Pacer::new(opts.max_backoff)),
-    };
-    let pacer = &pacer;
     let breaker = &Breaker::new(opts.max_consecutive_unavailable);
-    let limiter = &limiter;
+    let measured: Arc<dyn Store> = Arc::new(Layer::new(target.clone(), Feedback::new(limiter.clone())));
+    let layered = layer::stack(measured, &StackOptions { stop: Some(breaker.open.clone()), ..opts.layers() });
+    let limiter = limiter.as_ref();
 
     let writes = &writes;
     // By index, not by `&Change`: a closure over references is higher-ranked, and rustc then
@@ -377,7 +239,7 @@ pub async fn execute(plan: &Plan, target: Arc<dyn Store>, opts: &ApplyOptions, j
     let results: Vec<(&Change, Option<Result<(), StoreError>>)> = futures::stream::iter(0..writes.len())
         .map(|i| {
             let change: &Change = writes[i];
-            let target = target.clone();
+            let target = layered.clone();
             let journal = journal.clone();
             async move {
                 // Held from the journal's intent to its outcome, as one slot of the pipeline.
@@ -388,10 +250,10 @@ pub async fn execute(plan: &Plan, target: Arc<dyn Store>, opts: &ApplyOptions, j
                 if !buffered && let Err(e) = journal.before(change).await {
                     return (change, Some(Err(e)));
                 }
-                let r = match write_one(target.as_ref(), change, opts, pacer, breaker, limiter).await {
-                    Ok(r) => r,
+                let r = match write_one(target.as_ref(), change, breaker).await {
+                    Some(r) => r,
                     // Journaled as attempted and failed: it may not be left for a rollback to skip.
-                    Err(NotAttempted) => Err(StoreError::Unavailable {
+                    None => Err(StoreError::Unavailable {
                         store: target.to_string(),
                         op: "write",
                         reason: "not sent: the target stopped answering".into(),
@@ -539,63 +401,8 @@ async fn verify(plan: &Plan, target: &dyn Store, report: &mut ApplyReport) {
 
 #[cfg(test)]
 mod tests {
-    use super::RateLimiter;
-    use crate::error::Exit;
-    use std::time::Duration;
-
-    #[tokio::test(start_paused = true)]
-    async fn the_rate_limiter_spaces_writes_and_backs_off_when_throttled() {
-        let limiter = std::sync::Arc::new(RateLimiter::new(50.0));
-        let start = tokio::time::Instant::now();
-        // 8 workers, 100 writes: evenly spaced at 50/s, whoever asks.
-        let mut tasks = Vec::new();
-        for _ in 0..8 {
-            let l = limiter.clone();
-            tasks.push(tokio::spawn(async move {
-                for _ in 0..(100 / 8 + 1) {
-                    l.acquire().await;
-                }
-            }));
-        }
-        for t in tasks {
-            t.await.unwrap();
-        }
-        let took = start.elapsed();
-        // 104 slots at 20 ms: the first at 0, the last at 2.06 s.
-        assert!(took >= Duration::from_millis(2050) && took <= Duration::from_millis(2070), "{took:?}");
-        limiter.throttled();
-        assert!((limiter.rate() - 35.0).abs() < 1e-9);
-        for _ in 0..1000 {
-            limiter.throttled();
-        }
-        assert!((limiter.rate() - 1.0).abs() < 1e-9, "never below max/50: {}", limiter.rate());
-        for _ in 0..100 {
-            limiter.succeeded();
-        }
-        assert!((limiter.rate() - 50.0).abs() < 1e-9, "climbs back to the quota, not beyond");
-    }
-
     use super::*;
-
-    #[test]
-    fn the_pacer_slows_down_on_throttling_and_recovers() {
-        let p = Pacer::new(Duration::from_secs(1));
-        assert!(p.delay().is_zero());
-        p.throttled(None);
-        assert_eq!(p.delay(), Pacer::FLOOR);
-        p.throttled(None);
-        assert_eq!(p.delay(), Pacer::FLOOR * 2);
-        p.throttled(Some(Duration::from_millis(500)));
-        assert_eq!(p.delay(), Duration::from_millis(500));
-        for _ in 0..10 {
-            p.throttled(None);
-        }
-        assert_eq!(p.delay(), Duration::from_secs(1), "capped");
-        for _ in 0..200 {
-            p.succeeded();
-        }
-        assert!(p.delay().is_zero(), "decays back to full speed");
-    }
+    use crate::error::Exit;
 
     #[tokio::test]
     async fn throttled_writes_are_retried_and_all_land() {

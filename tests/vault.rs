@@ -583,6 +583,13 @@ fn kv2_read_body(value: &str, version: u64) -> Json {
     })
 }
 
+/// `store` under the retry layer with 5 attempts in all (the store itself sends each request once).
+fn retrying(store: VaultStore) -> airflow_secrets_sync::store::DynStore {
+    use airflow_secrets_sync::store::layer::{Layer, Retry, RetryPolicy};
+    let policy = RetryPolicy { max_attempts: 5, ..RetryPolicy::default() };
+    std::sync::Arc::new(Layer::new(std::sync::Arc::new(store), Retry::new(policy)))
+}
+
 #[tokio::test]
 async fn retryable_failures_are_retried_and_404_is_absent() {
     let path = "/v1/secret/data/variables/flaky";
@@ -596,12 +603,12 @@ async fn retryable_failures_are_retried_and_404_is_absent() {
             Some((404, json!({ "errors": [] }))),
         ],
     );
-    let store = open(&VaultConfig {
+    let store = retrying(open(&VaultConfig {
         url: Some(url),
         auth: VaultAuth::Token { token: Some("t".into()), token_path: None },
         ..VaultConfig::default()
     })
-    .await;
+    .await);
     let id = ItemId::variable("flaky");
     let inv = store.read(std::slice::from_ref(&id)).await.expect("retried to success");
     assert_eq!(variable_value(&inv, &id).as_deref(), Some("finally"), "{:?}", log.lock().unwrap());
@@ -615,12 +622,12 @@ async fn retryable_failures_are_retried_and_404_is_absent() {
 async fn retries_are_bounded() {
     let path = "/v1/secret/data/variables/down";
     let (url, log) = scripted_vault(path, vec![Some((502, json!({ "errors": ["bad gateway <html>canary-body</html>"] }))); 10]);
-    let store = open(&VaultConfig {
+    let store = retrying(open(&VaultConfig {
         url: Some(url),
         auth: VaultAuth::Token { token: Some("t".into()), token_path: None },
         ..VaultConfig::default()
     })
-    .await;
+    .await);
     let err = store.read(&[ItemId::variable("down")]).await.unwrap_err();
     assert!(matches!(err, StoreError::Unavailable { .. }) && err.is_retryable(), "{err}");
     let shown = format!("{err} {err:?}");

@@ -18,7 +18,7 @@ use airflow_secrets_sync::model::{Connection, Entry, Inventory, ItemId, Kind, Ow
 use airflow_secrets_sync::plan::{self, Plan, Policy, Selection};
 use airflow_secrets_sync::store::memory::MemoryStore;
 use airflow_secrets_sync::store::vault::{VaultAuth, VaultConfig, VaultStore};
-use airflow_secrets_sync::store::{self, Store};
+use airflow_secrets_sync::store::{self, Store, layer};
 use serde_json::json;
 use tcp_proxy::TcpProxy;
 use vault_server::{ROOT_TOKEN, VaultServer};
@@ -277,6 +277,8 @@ async fn a_create_retried_after_a_lost_answer_keeps_its_own_mark() {
         ..VaultConfig::default()
     };
     let store = VaultStore::open(&config).await.unwrap_or_else(|e| panic!("open: {e}"));
+    // The store sends each request once; the retry layer sends the write again.
+    let store = layer::Layer::new(Arc::new(store), layer::Retry::new(layer::RetryPolicy::default()));
     // The plan's scan: the folder lists nothing (404).
     assert!(store.scan(Kind::Variable).await.unwrap().is_empty());
 

@@ -323,7 +323,12 @@ impl AzureKeyVaultStore {
     pub fn connect(cfg: AzureKeyVaultConfig) -> Result<Self, StoreError> {
         cfg.validate().map_err(config_err)?;
         let cred = build_credential(&cfg)?;
-        Self::with_credential(cfg, cred, SecretClientOptions::default())
+        // The SDK makes one attempt: retrying is the retry layer's (`store::layer::retry`).
+        let client_options = azure_core::http::ClientOptions {
+            retry: azure_core::http::RetryOptions::none(),
+            ..Default::default()
+        };
+        Self::with_credential(cfg, cred, SecretClientOptions { client_options, ..Default::default() })
     }
 
     /// Open with an explicit credential and client options (tests install a transport here; only
@@ -507,6 +512,9 @@ impl AzureKeyVaultStore {
     }
 
     /// Recover a soft-deleted name and wait until it is readable again (recovery is asynchronous).
+    ///
+    /// The wait is a poll for a state change, not a retry: only "not found yet" is polled again;
+    /// any failure (throttling included) ends it and goes to the retry layer like any other.
     async fn recover(&self, id: &ItemId, name: &str) -> Result<(), StoreError> {
         self.client
             .recover_deleted_secret(name, None)

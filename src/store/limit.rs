@@ -54,6 +54,36 @@ impl Outcome {
     }
 }
 
+/// A hook that tells a write [`Limiter`] how each write or delete attempt went (a retry is an
+/// attempt of its own), timed from when it was sent: put it under the retry and pacing layers.
+pub struct Feedback(std::sync::Arc<Limiter>);
+
+impl Feedback {
+    pub fn new(limiter: std::sync::Arc<Limiter>) -> Self {
+        Self(limiter)
+    }
+}
+
+impl crate::store::layer::Hook for Feedback {
+    fn around<'a, T: Send + 'a>(
+        &'a self,
+        _store: &'a crate::store::DynStore,
+        call: crate::store::layer::Call<'a>,
+        attempt: crate::store::layer::Attempt<'a, T>,
+    ) -> futures::future::BoxFuture<'a, Result<T, crate::store::StoreError>> {
+        use crate::store::layer::Call;
+        if !matches!(call, Call::Write(_) | Call::Delete(_)) {
+            return attempt();
+        }
+        Box::pin(async move {
+            let sent = tokio::time::Instant::now();
+            let outcome = attempt().await;
+            self.0.record(Outcome::of(&outcome, sent));
+            outcome
+        })
+    }
+}
+
 /// The AIMD state of an adaptive limit (no clock: the caller measures latencies).
 #[derive(Debug)]
 struct Aimd {

@@ -22,7 +22,9 @@ pub mod metastore;
 pub(crate) mod sql_conn;
 pub mod registry;
 pub mod dir;
-pub mod layered;
+pub mod layer;
+/// The old name of [`layer`], kept while callers move.
+pub use layer as layered;
 pub mod limit;
 pub mod snapshot;
 #[cfg(feature = "vault")]
@@ -30,7 +32,10 @@ pub mod vault;
 #[cfg(any(feature = "aws_secrets_manager", feature = "aws_ssm"))]
 pub mod aws;
 #[cfg(feature = "gcp_secret_manager")]
-pub mod gcp_secret_manager;
+pub mod gcp;
+/// The GCP store's module under its kind's name (`kind = "gcp_secret_manager"`).
+#[cfg(feature = "gcp_secret_manager")]
+pub use gcp as gcp_secret_manager;
 #[cfg(feature = "azure_key_vault")]
 pub mod azure_key_vault;
 #[cfg(any(feature = "gcp_secret_manager", feature = "azure_key_vault"))]
@@ -79,7 +84,7 @@ pub struct Capabilities {
     pub read_batch: usize,
     /// Writes in flight at most. A quota-paced target (`write_rate`) keeps this many in flight;
     /// for an unpaced one it is the cap of the apply's latency-following limit
-    /// (`crate::apply::limit`). `[apply] concurrency` overrides both with a fixed number.
+    /// (`crate::store::limit`). `[apply] concurrency` overrides both with a fixed number.
     pub write_concurrency: usize,
     /// The backend's published write quota (requests per second, per account/project/vault):
     /// applies pace themselves to it instead of discovering it by being throttled, and so leave
@@ -377,34 +382,22 @@ pub fn read_as_by_format(caps: &Capabilities, entry: &Entry, readers: &[Reader])
 }
 
 /// Read every kind in `kinds` into one inventory. A throttled or briefly unavailable backend is
-/// retried (exponential backoff with full jitter, honouring its Retry-After) before the read
-/// counts as failed: a plan should not die on one 429.
+/// retried by the one retry loop ([`layer::retry`], its default policy: 6 attempts, exponential
+/// backoff with full jitter, honouring Retry-After) before the read counts as failed: a plan should
+/// not die on one 429. Over a store that retries already (a [`layer::stack`]), the loops do not nest.
 pub async fn scan_all(store: &dyn Store, kinds: &[Kind]) -> Result<Inventory, StoreError> {
-    const ATTEMPTS: u32 = 6;
+    scan_all_with(store, kinds, &layer::RetryPolicy::default()).await
+}
+
+/// [`scan_all`] with an explicit retry policy.
+pub async fn scan_all_with(store: &dyn Store, kinds: &[Kind], retry: &layer::RetryPolicy) -> Result<Inventory, StoreError> {
     let caps = store.capabilities();
     let mut inv = Inventory::new();
     for &kind in kinds {
         if !caps.holds(kind) {
             continue;
         }
-        let mut attempt = 0;
-        loop {
-            match store.scan(kind).await {
-                Ok(part) => {
-                    inv.extend(part);
-                    break;
-                }
-                Err(e) if e.is_retryable() && attempt + 1 < ATTEMPTS => {
-                    let cap = Duration::from_millis(200).saturating_mul(1 << attempt).min(Duration::from_secs(20));
-                    let jitter = Duration::from_millis(rand::Rng::random_range(&mut rand::rng(), 0..=cap.as_millis() as u64));
-                    let wait = e.retry_after().map_or(jitter, |h| h.max(jitter));
-                    tracing::debug!(store = %store, %kind, attempt, wait_ms = wait.as_millis() as u64, "retrying a scan");
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        inv.extend(retry.run(store, layer::Call::Scan(kind), None, || store.scan(kind)).await?);
     }
     Ok(inv)
 }

@@ -69,7 +69,8 @@ const DEFAULT_MAX_CONCURRENCY: usize = 8;
 ///
 /// Config keys (flat, next to the store's own keys): `region_name`, `profile_name`, `role_arn`,
 /// `role_session_name`, `external_id`, `endpoint_url`, `sts_endpoint_url`, `aws_access_key_id`,
-/// `aws_secret_access_key`, `aws_session_token`, `max_attempts` (default 5, adaptive retry),
+/// `aws_secret_access_key`, `aws_session_token`, `max_attempts` (accepted, unused: the SDK makes
+/// one attempt and `[apply] max_attempts` bounds the retries),
 /// `max_concurrency` (default 8 requests in flight).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -323,13 +324,12 @@ pub fn connection_from_kwargs(kwargs: &mut Map<String, Value>) -> Result<Map<Str
 }
 
 /// Build the shared [`SdkConfig`]: region, credentials (static, profile or default chain, then
-/// assume-role), adaptive retry with bounded attempts, and timeouts. No endpoint override here:
+/// assume-role), one attempt per call (no SDK retry), and timeouts. No endpoint override here:
 /// see [`AwsConnectionConfig::endpoint_url`], applied per service client.
 pub async fn sdk_config(c: &AwsConnectionConfig) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        // Adaptive mode adds client-side rate limiting on throttling errors: bulk syncs are exactly
-        // the case AWS recommends it for (dependencies.md, AWS pitfall 7).
-        .retry_config(RetryConfig::adaptive().with_max_attempts(c.max_attempts))
+        // One attempt: retrying and pacing are the store layers' (`store::layer::{retry, pace}`).
+        .retry_config(RetryConfig::disabled())
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(10))

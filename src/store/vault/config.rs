@@ -168,7 +168,7 @@ pub struct VaultConfig {
     #[serde(default)]
     pub adopt: bool,
     /// Reads (and LISTs) in flight at once during scan/read, fixed. Default: a limit that follows
-    /// the measured latency, from 16 up to 64 (`crate::apply::limit`, as an apply's writes).
+    /// the measured latency, from 16 up to 64 (`crate::store::limit`, as an apply's writes).
     #[serde(default)]
     pub read_concurrency: Option<usize>,
 }

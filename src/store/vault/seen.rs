@@ -10,6 +10,10 @@
 //! - **Marked**: the secret was read at version `v` carrying our mark for its id: an update at
 //!   check-and-set `v` needs neither the read nor a new mark.
 //!
+//! - **Pre-marked**: this store put our mark on a listed-absent path for a create whose data write
+//!   then failed (an answer lost, a 429): the create, sent again by the retry layer, goes straight
+//!   to the data write. Forgotten at the next listing, so it never outlives one apply's retries.
+//!
 //! Anything this does not know takes the full path (a metadata read first), so stale knowledge
 //! can only cost a call, with one exception the writes handle: a secret created by someone else
 //! after the listing, which check-and-set 0 refuses.
@@ -38,6 +42,8 @@ struct Sets {
     /// Path → the version last read there carrying our mark for the id read there (one entry
     /// per path, so a long-running daemon does not accumulate versions).
     marked: HashMap<u64, u64>,
+    /// Listed-absent paths this store has put our mark on, their data not written yet.
+    premarked: HashSet<u64>,
 }
 
 fn fingerprint(parts: &[&str]) -> u64 {
@@ -57,6 +63,7 @@ impl Seen {
     /// `folder` (`""` or ending in `/`) of `mount` was listed and named `keys`.
     pub(super) fn listed(&self, mount: &str, folder: &str, keys: &[String]) {
         let mut s = self.inner.lock().expect("seen");
+        s.premarked.clear();
         s.folders.insert(fingerprint(&[mount, folder]));
         for key in keys.iter().filter(|k| !k.ends_with('/')) {
             s.leaves.insert(fingerprint(&[mount, &format!("{folder}{key}")]));
@@ -65,7 +72,22 @@ impl Seen {
 
     /// A secret now exists at `sp` (this store wrote it).
     pub(super) fn exists(&self, sp: &SecretPath) {
-        self.inner.lock().expect("seen").leaves.insert(fingerprint(&[&sp.mount, &sp.path]));
+        let key = fingerprint(&[&sp.mount, &sp.path]);
+        let mut s = self.inner.lock().expect("seen");
+        s.premarked.remove(&key);
+        s.leaves.insert(key);
+    }
+
+    /// Our mark is on `sp` (listed absent) and its data is not written yet, or no longer is.
+    pub(super) fn premark(&self, sp: &SecretPath, on: bool) {
+        let key = fingerprint(&[&sp.mount, &sp.path]);
+        let mut s = self.inner.lock().expect("seen");
+        if on { s.premarked.insert(key) } else { s.premarked.remove(&key) };
+    }
+
+    /// Whether this store marked `sp` for a create that has not written its data yet.
+    pub(super) fn premarked(&self, sp: &SecretPath) -> bool {
+        self.inner.lock().expect("seen").premarked.contains(&fingerprint(&[&sp.mount, &sp.path]))
     }
 
     /// Whether the last listing of `sp`'s folder showed nothing at `sp`.
@@ -113,6 +135,22 @@ mod tests {
         assert!(!seen.absent(&sp("variables/a")), "written since");
         seen.listed("secret", "", &["top".into()]);
         assert!(seen.absent(&sp("x")) && !seen.absent(&sp("top")));
+    }
+
+    #[test]
+    fn a_premark_lasts_until_the_write_lands_or_the_next_listing() {
+        let seen = Seen::default();
+        seen.listed("secret", "variables/", &[]);
+        seen.premark(&sp("variables/a"), true);
+        seen.premark(&sp("variables/b"), true);
+        assert!(seen.premarked(&sp("variables/a")) && seen.absent(&sp("variables/a")));
+        seen.exists(&sp("variables/a"));
+        assert!(!seen.premarked(&sp("variables/a")), "written");
+        seen.premark(&sp("variables/b"), false);
+        assert!(!seen.premarked(&sp("variables/b")), "unmarked");
+        seen.premark(&sp("variables/b"), true);
+        seen.listed("secret", "variables/", &[]);
+        assert!(!seen.premarked(&sp("variables/b")), "a new scan forgets it");
     }
 
     #[test]

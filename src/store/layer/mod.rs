@@ -1,31 +1,39 @@
-//! Store layers that wrap another store without changing what it holds (a configured store is
-//! opened by [`super::registry`]; these wrap it).
+//! Store layers: wrappers over any store that change how calls reach it, never what it holds (a
+//! configured store is opened by [`super::registry`]; these wrap it).
 //!
 //! Every layer is a [`Layer`]: it forwards each [`Store`] method to the inner store and lets a
-//! [`Hook`] see (or refuse) the calls, so no layer can forget to forward a method.
+//! [`Hook`] see, refuse, pace or repeat the calls, so no layer can forget to forward a method. As
+//! in OpenDAL, stores only *classify* their errors ([`StoreError::is_retryable`],
+//! [`StoreError::retry_after`]); what to do about them is a layer's:
 //!
-//! - [`AbortAfter`]: fault injection. `AIRFLOW_SECRETS_SYNC_FAULT_ABORT_AFTER=N` makes the process
-//!   `abort()` right after the N-th successful write reaches the target and before the journal
-//!   records it: the worst moment to die, which the resume/rollback tests aim at. Honoured only in
-//!   builds with the `fault-injection` cargo feature (`cargo test --all-features`); any other build
-//!   ignores the variable with a warning.
-//! - [`Throttling`]: answers the first write of every `every`-th item with `Throttled` (a
-//!   Retry-After hint), so the engine's retry and shared slow-down are exercised without a real
-//!   backend's rate limiter. Which items are throttled depends on arrival order, but each is
-//!   throttled at most once, so the outcome does not depend on how concurrent writers interleave.
-//! - [`Metered`]: tells an [`ApiObserver`] about every call (the daemon's metrics).
+//! - [`retry`]: the one retry loop: throttled or unavailable calls are sent again with exponential
+//!   backoff and full jitter, honouring Retry-After, at most `max_attempts` times in all. Loops
+//!   never nest: inside a call a retry loop is already repeating, every other loop sends once.
+//! - [`pace`]: writes spaced to the target's quota (`max_writes_per_second`), or slowed down
+//!   adaptively once the target throttles; shared by every writer of one apply.
+//! - [`metered`]: every call told to an [`ApiObserver`] (the daemon's metrics).
+//! - [`fault`]: fault injection ([`AbortAfter`], [`Throttling`]) for the crash and retry tests.
+//!
+//! [`stack`] puts retry over pacing over a target, from the `[apply]` options.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 
-use super::{Capabilities, DynStore, Placement, Precondition, Store, StoreError};
+use crate::store::{Capabilities, DynStore, Placement, Precondition, Store, StoreError};
 use crate::model::{Entry, Inventory, ItemId, Kind};
 
-/// The fault-injection environment variable (see the module docs).
-pub const FAULT_ABORT_AFTER_ENV: &str = "AIRFLOW_SECRETS_SYNC_FAULT_ABORT_AFTER";
+pub mod fault;
+pub mod metered;
+pub mod pace;
+pub mod retry;
+
+pub use fault::{AbortAfter, FAULT_ABORT_AFTER_ENV, FAULT_INJECTION, Throttling, from_env, with_fault_injection};
+pub use metered::{ApiObserver, Metered};
+pub use pace::Pace;
+pub use retry::{Retry, RetryPolicy};
 
 /// One call a [`Layer`] forwards, as its [`Hook`] sees it.
 #[derive(Clone, Copy, Debug)]
@@ -52,7 +60,21 @@ impl Call<'_> {
             Call::Check => "check",
         }
     }
+
+    /// The item the call is about, if it is about one (for logs: an id, never a value).
+    pub fn item(&self) -> Option<&ItemId> {
+        match self {
+            Call::Write(e) => Some(&e.id),
+            Call::Delete(id) => Some(id),
+            Call::Read([id]) | Call::ReadBack([id]) => Some(id),
+            _ => None,
+        }
+    }
 }
+
+/// One attempt at a call, as a [`Hook`] gets it: the inner store's method, ready to be sent (a
+/// retry sends it again).
+pub type Attempt<'a, T> = Box<dyn Fn() -> BoxFuture<'a, Result<T, StoreError>> + Send + Sync + 'a>;
 
 /// What a [`Layer`] does around the calls it forwards. A hook never forwards anything itself, so a
 /// method added to [`Store`] reaches the inner store through every layer without touching a hook.
@@ -63,6 +85,21 @@ pub trait Hook: Send + Sync + 'static {
     }
     /// After `store` answered `call`.
     fn after(&self, _store: &dyn fmt::Display, _call: Call<'_>, _outcome: Result<(), &StoreError>) {}
+    /// The whole of one call: by default [`Hook::before`], one attempt, [`Hook::after`]. A hook that
+    /// waits before sending (pacing), times the answer or sends again (retry) overrides this.
+    fn around<'a, T: Send + 'a>(
+        &'a self,
+        store: &'a DynStore,
+        call: Call<'a>,
+        attempt: Attempt<'a, T>,
+    ) -> BoxFuture<'a, Result<T, StoreError>> {
+        Box::pin(async move {
+            self.before(store, call)?;
+            let outcome = attempt().await;
+            self.after(store, call, outcome.as_ref().map(|_| ()));
+            outcome
+        })
+    }
 }
 
 /// A store that forwards every [`Store`] method to `inner`, letting its [`Hook`] see (and refuse)
@@ -81,15 +118,12 @@ impl<H: Hook> Layer<H> {
         &self.hook
     }
 
-    async fn call<T>(
-        &self,
-        call: Call<'_>,
-        forward: impl std::future::Future<Output = Result<T, StoreError>>,
+    async fn call<'a, T: Send + 'a>(
+        &'a self,
+        call: Call<'a>,
+        attempt: impl Fn() -> BoxFuture<'a, Result<T, StoreError>> + Send + Sync + 'a,
     ) -> Result<T, StoreError> {
-        self.hook.before(&self.inner, call)?;
-        let outcome = forward.await;
-        self.hook.after(&self.inner, call, outcome.as_ref().map(|_| ()));
-        outcome
+        self.hook.around(&self.inner, call, Box::new(attempt)).await
     }
 }
 
@@ -121,133 +155,59 @@ impl<H: Hook> Store for Layer<H> {
         self.inner.airflow_version()
     }
     async fn scan(&self, kind: Kind) -> Result<Inventory, StoreError> {
-        self.call(Call::Scan(kind), self.inner.scan(kind)).await
+        self.call(Call::Scan(kind), move || self.inner.scan(kind)).await
     }
     async fn read(&self, ids: &[ItemId]) -> Result<Inventory, StoreError> {
-        self.call(Call::Read(ids), self.inner.read(ids)).await
+        self.call(Call::Read(ids), move || self.inner.read(ids)).await
     }
     async fn read_back(&self, ids: &[ItemId]) -> Result<Inventory, StoreError> {
-        self.call(Call::ReadBack(ids), self.inner.read_back(ids)).await
+        self.call(Call::ReadBack(ids), move || self.inner.read_back(ids)).await
     }
     async fn write(&self, entry: &Entry, pre: &Precondition) -> Result<(), StoreError> {
-        self.call(Call::Write(entry), self.inner.write(entry, pre)).await
+        self.call(Call::Write(entry), move || self.inner.write(entry, pre)).await
     }
     async fn delete(&self, id: &ItemId) -> Result<(), StoreError> {
-        self.call(Call::Delete(id), self.inner.delete(id)).await
+        self.call(Call::Delete(id), move || self.inner.delete(id)).await
     }
     async fn flush(&self) -> Result<(), StoreError> {
-        self.call(Call::Flush, self.inner.flush()).await
+        self.call(Call::Flush, move || self.inner.flush()).await
     }
     async fn check(&self) -> Result<(), StoreError> {
-        self.call(Call::Check, self.inner.check()).await
+        self.call(Call::Check, move || self.inner.check()).await
     }
 }
 
-/// Whether this build honours [`FAULT_ABORT_AFTER_ENV`] (the `fault-injection` feature).
-pub const FAULT_INJECTION: bool = cfg!(feature = "fault-injection");
-
-/// Wrap `target` in the layers the environment asks for (fault injection in test builds).
-pub fn from_env(target: DynStore) -> DynStore {
-    with_fault_injection(target, std::env::var(FAULT_ABORT_AFTER_ENV).ok().as_deref(), FAULT_INJECTION)
+/// What the layers over an apply's target are built from (the `[apply]` options).
+#[derive(Clone, Debug, Default)]
+pub struct StackOptions {
+    pub retry: RetryPolicy,
+    /// Writes per second: `None` paces to the target's published quota
+    /// ([`Capabilities::write_rate`]), `Some(0.0)` does not pace.
+    pub max_writes_per_second: Option<f64>,
+    /// Once set, no call is sent again (the apply's circuit breaker opened).
+    pub stop: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
-/// [`from_env`] over an explicit value of the variable and whether the build honours it.
-pub fn with_fault_injection(target: DynStore, abort_after: Option<&str>, enabled: bool) -> DynStore {
-    match abort_after.and_then(|v| v.trim().parse::<u64>().ok()) {
-        Some(n) if enabled => std::sync::Arc::new(Layer::new(target, AbortAfter::new(n))),
-        Some(_) => {
-            tracing::warn!("{FAULT_ABORT_AFTER_ENV} is set but ignored: this build has no fault injection");
-            target
-        }
-        None => target,
+/// `target` under the layers every write goes through: retry (outermost: each attempt is paced
+/// anew) over pacing.
+pub fn stack(target: DynStore, opts: &StackOptions) -> DynStore {
+    let pace = Pace::for_target(&target.capabilities(), opts.max_writes_per_second, opts.retry.max_backoff);
+    if let Some(rate) = pace.rate() {
+        tracing::info!(target = %target, writes_per_second = rate, "pacing writes to the target's quota");
     }
-}
-
-/// Aborts the process right after the `n`-th successful write or delete reached the store.
-pub struct AbortAfter {
-    n: u64,
-    done: AtomicU64,
-}
-
-impl AbortAfter {
-    pub fn new(n: u64) -> Self {
-        Self { n, done: AtomicU64::new(0) }
+    let paced: DynStore = Arc::new(Layer::new(target, pace));
+    let mut retry = Retry::new(opts.retry.clone());
+    if let Some(stop) = &opts.stop {
+        retry = retry.until(stop.clone());
     }
-}
-
-impl Hook for AbortAfter {
-    fn after(&self, _store: &dyn fmt::Display, call: Call<'_>, outcome: Result<(), &StoreError>) {
-        if matches!(call, Call::Write(_) | Call::Delete(_))
-            && outcome.is_ok()
-            && self.done.fetch_add(1, Ordering::SeqCst) + 1 >= self.n
-        {
-            // Like `kill -9`: no destructors, no flush, no journal entry for this write.
-            std::process::abort();
-        }
-    }
-}
-
-/// Refuses the first write of every `every`-th item as throttled (retries of that item go through).
-pub struct Throttling {
-    every: u64,
-    seen: std::sync::Mutex<std::collections::HashSet<ItemId>>,
-    pub throttled: AtomicU64,
-}
-
-impl Throttling {
-    pub fn new(every: u64) -> Self {
-        Self { every: every.max(1), seen: Default::default(), throttled: AtomicU64::new(0) }
-    }
-}
-
-impl Hook for Throttling {
-    fn before(&self, store: &dyn fmt::Display, call: Call<'_>) -> Result<(), StoreError> {
-        let Call::Write(entry) = call else { return Ok(()) };
-        let throttle = {
-            let mut seen = self.seen.lock().expect("throttling set poisoned");
-            seen.insert(entry.id.clone()) && (seen.len() as u64).is_multiple_of(self.every)
-        };
-        if throttle {
-            self.throttled.fetch_add(1, Ordering::SeqCst);
-            return Err(StoreError::Throttled {
-                store: store.to_string(),
-                op: "write",
-                retry_after: Some(Duration::from_millis(5)),
-            });
-        }
-        Ok(())
-    }
-}
-
-/// What a [`Metered`] layer reports: one call per store operation, with its outcome.
-pub trait ApiObserver: Send + Sync {
-    /// `store` is the store's display name, `op` one of scan/read/write/delete/flush/check.
-    fn observe(&self, store: &str, op: &'static str, result: Result<(), &StoreError>);
-}
-
-/// Tells an [`ApiObserver`] about every call and its outcome: the daemon's backend error and
-/// throttle metrics. Retries are separate calls, so each throttled attempt counts.
-pub struct Metered {
-    name: String,
-    observer: std::sync::Arc<dyn ApiObserver>,
-}
-
-impl Metered {
-    pub fn wrap(inner: DynStore, observer: std::sync::Arc<dyn ApiObserver>) -> DynStore {
-        let name = inner.to_string();
-        std::sync::Arc::new(Layer::new(inner, Self { name, observer }))
-    }
-}
-
-impl Hook for Metered {
-    fn after(&self, _store: &dyn fmt::Display, call: Call<'_>, outcome: Result<(), &StoreError>) {
-        self.observer.observe(&self.name, call.op(), outcome);
-    }
+    Arc::new(Layer::new(paced, retry))
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
+
+    use std::sync::atomic::{AtomicU64, Ordering};
 
     use super::*;
     use crate::store::memory::MemoryStore;
