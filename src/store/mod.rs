@@ -350,31 +350,32 @@ pub fn read_as_by_format(caps: &Capabilities, entry: &Entry, readers: &[Reader])
 /// retried (exponential backoff with full jitter, honouring its Retry-After) before the read
 /// counts as failed: a plan should not die on one 429.
 pub async fn scan_all(store: &dyn Store, kinds: &[Kind]) -> Result<Inventory, StoreError> {
-    const ATTEMPTS: u32 = 6;
-    let caps = store.capabilities();
     let mut inv = Inventory::new();
     for &kind in kinds {
-        if !caps.holds(kind) {
-            continue;
-        }
-        let mut attempt = 0;
-        loop {
-            match store.scan(kind).await {
-                Ok(part) => {
-                    inv.extend(part);
-                    break;
-                }
-                Err(e) if e.is_retryable() && attempt + 1 < ATTEMPTS => {
-                    let cap = Duration::from_millis(200).saturating_mul(1 << attempt).min(Duration::from_secs(20));
-                    let jitter = Duration::from_millis(rand::Rng::random_range(&mut rand::rng(), 0..=cap.as_millis() as u64));
-                    let wait = e.retry_after().map_or(jitter, |h| h.max(jitter));
-                    tracing::debug!(store = %store, %kind, attempt, wait_ms = wait.as_millis() as u64, "retrying a scan");
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        inv.extend(scan_kind(store, kind).await?);
     }
     Ok(inv)
+}
+
+/// [`scan_all`] of one kind: empty when the store does not hold it; retryable errors retried.
+pub async fn scan_kind(store: &dyn Store, kind: Kind) -> Result<Inventory, StoreError> {
+    const ATTEMPTS: u32 = 6;
+    if !store.capabilities().holds(kind) {
+        return Ok(Inventory::new());
+    }
+    let mut attempt = 0;
+    loop {
+        match store.scan(kind).await {
+            Ok(part) => return Ok(part),
+            Err(e) if e.is_retryable() && attempt + 1 < ATTEMPTS => {
+                let cap = Duration::from_millis(200).saturating_mul(1 << attempt).min(Duration::from_secs(20));
+                let jitter = Duration::from_millis(rand::Rng::random_range(&mut rand::rng(), 0..=cap.as_millis() as u64));
+                let wait = e.retry_after().map_or(jitter, |h| h.max(jitter));
+                tracing::debug!(store = %store, %kind, attempt, wait_ms = wait.as_millis() as u64, "retrying a scan");
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
