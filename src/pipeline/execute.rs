@@ -149,11 +149,13 @@ async fn scan_and_plan(p: &mut Prepared) -> anyhow::Result<(Plan, Inventory, Opt
     let mut overwritten = Inventory::new();
     let (mut src_counts, mut tgt_counts) = ((0, 0), (0, 0));
     for &kind in p.policy.selection.kinds() {
+        // The target first: its scan may briefly need twice its values (a local file's text
+        // beside its parsed entries), best paid before the source's values are held too.
+        let mut tgt = store::scan_kind(target.as_ref(), kind).await.with_context(|| format!("reading {target}"))?;
         let mut src = match &mut preread {
             Some(inv) => inv.take_kind(kind),
             None => store::scan_kind(source.as_ref(), kind).await.with_context(|| format!("reading {source}"))?,
         };
-        let mut tgt = store::scan_kind(target.as_ref(), kind).await.with_context(|| format!("reading {target}"))?;
         if let Some(only) = &p.only_ids {
             src.retain(|id| only.contains(id));
             tgt.retain(|id| only.contains(id));
