@@ -321,6 +321,28 @@ impl Inventory {
         }
     }
 
+    /// Whether any entry or error is of `kind`.
+    pub fn has_kind(&self, kind: Kind) -> bool {
+        let first = ItemId::new(kind, "");
+        self.entries.range(&first..).next().is_some_and(|(id, _)| id.kind == kind)
+            || self.errors.range(&first..).next().is_some_and(|(id, _)| id.kind == kind)
+    }
+
+    /// Move the entries and errors of `kind` out into an inventory of their own (a pipeline that
+    /// plans one kind at a time; no entry is copied).
+    pub fn take_kind(&mut self, kind: Kind) -> Inventory {
+        fn take<V>(map: &mut BTreeMap<ItemId, V>, kind: Kind) -> BTreeMap<ItemId, V> {
+            // Ids order by kind first, and `""` is the smallest id of a kind.
+            let mut part = map.split_off(&ItemId::new(kind, ""));
+            if let Some(next) = Kind::ALL.into_iter().filter(|k| *k > kind).min() {
+                let mut later = part.split_off(&ItemId::new(next, ""));
+                map.append(&mut later);
+            }
+            part
+        }
+        Inventory { entries: take(&mut self.entries, kind), errors: take(&mut self.errors, kind) }
+    }
+
     /// Keep only the ids `keep` accepts (entries and errors alike).
     pub fn retain(&mut self, mut keep: impl FnMut(&ItemId) -> bool) {
         self.entries.retain(|id, _| keep(id));

@@ -5,8 +5,6 @@
 //! `#[serde(skip)]` fields, and what is shown is the action, the names of the changed fields, the
 //! losses and the errors.
 
-use std::collections::BTreeMap;
-
 use globset::GlobSet;
 use serde::Serialize;
 
@@ -429,213 +427,284 @@ fn predict_chunk(target: &dyn Store, source: &Inventory, ids: &[&ItemId], fideli
 
 /// Diff `source` against `target` (both already read) under `policy`.
 pub fn diff(source_store: &dyn Store, source: &Inventory, target_store: &dyn Store, target: &Inventory, policy: &Policy) -> Plan {
-    let caps = target_store.capabilities();
-    let target_label = target_store.to_string();
-    // At most one change per item of either side: reserved once (untouched pages cost no memory),
-    // so a 100k-item plan is never copied while it grows.
-    let mut changes: Vec<Change> =
-        Vec::with_capacity(source.len() + source.error_count() + target.len() + target.error_count());
-    let blank = |id: &ItemId, action: Action| Change {
-        id: id.clone(),
-        action,
-        target_name: None,
-        changed_fields: Vec::new(),
-        losses: Vec::new(),
-        error: None,
-        note: None,
-        desired: None,
-        precondition: Precondition::Any,
-    };
+    let mut differ = Differ::new(source_store, target_store, policy);
+    differ.add(source, target);
+    differ.finish()
+}
 
-    // Names that several source ids would share in the target (Azure folds `_` and case, env
-    // upper-cases): every member of such a group is an error, found before any write.
-    let mut by_name: BTreeMap<(Kind, String), Vec<ItemId>> = BTreeMap::new();
-    for id in source.ids().filter(|id| policy.selection.matches(id)) {
-        if let Placement::At(name) = target_store.locate(id) {
-            let key = if caps.case_insensitive_names { name.to_lowercase() } else { name };
-            by_name.entry((id.kind, key)).or_default().push(id.clone());
+/// A diff made one part at a time (the pipeline: one kind at a time), so that a part's entries can
+/// be dropped as soon as they are compared instead of both sides of every kind being held at once.
+///
+/// Every id the diff looks at for an item (collisions, the target's name for it, target-only items)
+/// is of the item's own kind, so parts that each hold whole kinds on both sides give exactly the
+/// plan of [`diff`] over their union. A kind must be in one part only.
+pub struct Differ<'a> {
+    source_store: &'a dyn Store,
+    target_store: &'a dyn Store,
+    policy: &'a Policy,
+    caps: Capabilities,
+    target_label: String,
+    changes: Vec<Change>,
+    kinds_done: Vec<Kind>,
+}
+
+impl<'a> Differ<'a> {
+    pub fn new(source_store: &'a dyn Store, target_store: &'a dyn Store, policy: &'a Policy) -> Self {
+        Self {
+            source_store,
+            target_store,
+            policy,
+            caps: target_store.capabilities(),
+            target_label: target_store.to_string(),
+            changes: Vec::new(),
+            kinds_done: Vec::new(),
         }
     }
-    let collisions: BTreeMap<ItemId, Vec<String>> = by_name
-        .values()
-        .filter(|ids| ids.len() > 1)
-        .flat_map(|ids| ids.iter().map(move |i| (i.clone(), ids.iter().filter(|o| *o != i).map(|o| o.id.clone()).collect())))
-        .collect();
 
-    // Target entries by the target's own name for them: a store whose scan cannot give an id
-    // back exactly (environment names are upper-cased) is matched the way Airflow looks it up.
-    let by_target_name: std::cell::OnceCell<std::collections::HashMap<(Kind, &str), &ItemId>> = std::cell::OnceCell::new();
-    let mut matched_by_name: std::collections::HashSet<ItemId> = std::collections::HashSet::new();
+    /// Diff one part: `source` and `target` hold the same whole kinds, none of them added before.
+    /// Returns the changes of this part (unsorted until [`Differ::finish`]).
+    pub fn add(&mut self, source: &Inventory, target: &Inventory) -> &[Change] {
+        let kinds: Vec<Kind> = Kind::ALL.into_iter().filter(|k| source.has_kind(*k) || target.has_kind(*k)).collect();
+        assert!(
+            !kinds.iter().any(|k| self.kinds_done.contains(k)),
+            "a kind was diffed in two parts: the plan would miss collisions and double-count target-only items"
+        );
+        self.kinds_done.extend(kinds);
+        let start = self.changes.len();
+        let (caps, target_store, policy) = (&self.caps, self.target_store, self.policy);
+        let target_label = &self.target_label;
+        let changes = &mut self.changes;
+        let blank = |id: &ItemId, action: Action| Change {
+            id: id.clone(),
+            action,
+            target_name: None,
+            changed_fields: Vec::new(),
+            losses: Vec::new(),
+            error: None,
+            note: None,
+            desired: None,
+            precondition: Precondition::Any,
+        };
 
-    let selected: Vec<&ItemId> = source.ids().filter(|id| policy.selection.matches(id)).collect();
-    for chunk in selected.chunks(PREDICT_CHUNK) {
-        let mut predictions = predict_chunk(target_store, source, chunk, &policy.fidelity);
-        for (&id, prediction) in chunk.iter().zip(predictions.iter_mut()) {
-            let mut ch = blank(id, Action::Error);
-            if !caps.holds(id.kind) {
-                ch.action = Action::Unreachable;
-                ch.note = Some(format!("{target_label} has {} disabled", id.kind.plural()));
-                changes.push(ch);
-                continue;
-            }
-            if let Some(err) = source.error(id) {
-                ch.error = Some(PlanItemError::new("source", err));
-                changes.push(ch);
-                continue;
-            }
-            let Some(entry) = source.get_shared(id) else { continue };
-            match target_store.locate(id) {
-                Placement::At(name) => ch.target_name = Some(name),
-                Placement::Invalid(why) => {
-                    ch.error = Some(PlanItemError::new("target", &ItemError::new(ItemErrorKind::InvalidName, why)));
-                    changes.push(ch);
-                    continue;
-                }
-                Placement::Unreachable(why) => {
+        let selected: Vec<&ItemId> = source.ids().filter(|id| policy.selection.matches(id)).collect();
+        let target_only: Vec<&ItemId> =
+            target.ids().filter(|id| policy.selection.matches(id) && !source.contains(id)).collect();
+        // At most one change per item of either side: reserved once for the part, so a 100k-item
+        // plan is neither over-reserved nor copied while it grows.
+        changes.reserve_exact(selected.len() + target_only.len());
+
+        // The target's name for every selected id, asked once (it becomes the change's target_name).
+        let mut placements: Vec<Option<Placement>> = selected.iter().map(|id| Some(target_store.locate(id))).collect();
+        let collisions = collisions(&selected, &placements, caps.case_insensitive_names);
+
+        // Target entries by the target's own name for them: a store whose scan cannot give an id
+        // back exactly (environment names are upper-cased) is matched the way Airflow looks it up.
+        let by_target_name: std::cell::OnceCell<std::collections::HashMap<(Kind, &str), &ItemId>> = std::cell::OnceCell::new();
+        let mut matched_by_name: std::collections::HashSet<ItemId> = std::collections::HashSet::new();
+
+        for (chunk_no, chunk) in selected.chunks(PREDICT_CHUNK).enumerate() {
+            let mut predictions = predict_chunk(target_store, source, chunk, &policy.fidelity);
+            for (n, (&id, prediction)) in chunk.iter().zip(predictions.iter_mut()).enumerate() {
+                let index = chunk_no * PREDICT_CHUNK + n;
+                let mut ch = blank(id, Action::Error);
+                if !caps.holds(id.kind) {
                     ch.action = Action::Unreachable;
-                    ch.note = Some(why);
+                    ch.note = Some(format!("{target_label} has {} disabled", id.kind.plural()));
                     changes.push(ch);
                     continue;
                 }
-            }
-            if let Some(others) = collisions.get(id) {
-                let detail = format!("same target name as {}", others.join(", "));
-                ch.error = Some(PlanItemError::new("target", &ItemError::new(ItemErrorKind::Collision, detail)));
-                changes.push(ch);
-                continue;
-            }
-            if let Some(err) = refusal(&caps, &entry) {
-                ch.error = Some(PlanItemError::new("target", &err));
-                changes.push(ch);
-                continue;
-            }
-            if caps.read_only {
-                ch.error = Some(PlanItemError::new(
-                    "target",
-                    &ItemError::new(ItemErrorKind::NotRepresentable, "the target is read-only"),
-                ));
-                changes.push(ch);
-                continue;
-            }
-            let (desired, want, losses) = match prediction.take().expect("every source entry is predicted") {
-                Ok(p) => p,
-                Err(err) => {
+                if let Some(err) = source.error(id) {
+                    ch.error = Some(PlanItemError::new("source", err));
+                    changes.push(ch);
+                    continue;
+                }
+                let Some(entry) = source.get_shared(id) else { continue };
+                match placements[index].take().expect("each placement is taken once") {
+                    Placement::At(name) => ch.target_name = Some(name),
+                    Placement::Invalid(why) => {
+                        ch.error = Some(PlanItemError::new("target", &ItemError::new(ItemErrorKind::InvalidName, why)));
+                        changes.push(ch);
+                        continue;
+                    }
+                    Placement::Unreachable(why) => {
+                        ch.action = Action::Unreachable;
+                        ch.note = Some(why);
+                        changes.push(ch);
+                        continue;
+                    }
+                }
+                if let Some(others) = collisions.get(&index) {
+                    let detail = format!("same target name as {}", others.join(", "));
+                    ch.error = Some(PlanItemError::new("target", &ItemError::new(ItemErrorKind::Collision, detail)));
+                    changes.push(ch);
+                    continue;
+                }
+                if let Some(err) = refusal(caps, &entry) {
                     ch.error = Some(PlanItemError::new("target", &err));
                     changes.push(ch);
                     continue;
                 }
-            };
-            ch.losses = losses;
-            let mut tid = id;
-            if !target.contains(id)
-                && let Some(name) = ch.target_name.as_deref()
-            {
-                let names = by_target_name.get_or_init(|| {
-                    target.entries().filter_map(|e| e.meta.name.as_deref().map(|n| ((e.id.kind, n), &e.id))).collect()
-                });
-                if let Some(other) = names.get(&(id.kind, name)).filter(|o| !source.contains(o)) {
-                    tid = other;
-                    matched_by_name.insert((*other).clone());
+                if caps.read_only {
+                    ch.error = Some(PlanItemError::new(
+                        "target",
+                        &ItemError::new(ItemErrorKind::NotRepresentable, "the target is read-only"),
+                    ));
+                    changes.push(ch);
+                    continue;
                 }
-            }
-            match (target.get(tid), target.error(tid)) {
-                (Some(current), _) => {
-                    if fidelity::differences(&want, &current.value).is_empty() {
-                        ch.action = Action::Unchanged;
-                        ch.losses.clear();
-                    } else if caps.keep_existing {
-                        ch.action = Action::Kept;
-                        ch.losses.clear();
-                        ch.note = Some("exists in the target, which keeps existing items (on_conflict = skip)".into());
-                    } else if current.meta.ownership == Ownership::Foreign && !policy.adopt {
-                        ch.error = Some(PlanItemError::new(
-                            "target",
-                            &ItemError::new(ItemErrorKind::NotOwned, "exists and was not written by this tool; pass --adopt to take it over"),
-                        ));
-                    } else {
-                        ch.action = Action::Update;
-                        ch.changed_fields = changed_fields(&want, &current.value);
-                        if current.meta.ownership == Ownership::Foreign {
-                            ch.note = Some("adopted: not written by this tool until now".into());
+                let (desired, want, losses) = match prediction.take().expect("every source entry is predicted") {
+                    Ok(p) => p,
+                    Err(err) => {
+                        ch.error = Some(PlanItemError::new("target", &err));
+                        changes.push(ch);
+                        continue;
+                    }
+                };
+                ch.losses = losses;
+                let mut tid = id;
+                if !target.contains(id)
+                    && let Some(name) = ch.target_name.as_deref()
+                {
+                    let names = by_target_name.get_or_init(|| {
+                        target.entries().filter_map(|e| e.meta.name.as_deref().map(|n| ((e.id.kind, n), &e.id))).collect()
+                    });
+                    if let Some(other) = names.get(&(id.kind, name)).filter(|o| !source.contains(o)) {
+                        tid = other;
+                        matched_by_name.insert((*other).clone());
+                    }
+                }
+                match (target.get(tid), target.error(tid)) {
+                    (Some(current), _) => {
+                        if fidelity::differences(&want, &current.value).is_empty() {
+                            ch.action = Action::Unchanged;
+                            ch.losses.clear();
+                        } else if caps.keep_existing {
+                            ch.action = Action::Kept;
+                            ch.losses.clear();
+                            ch.note = Some("exists in the target, which keeps existing items (on_conflict = skip)".into());
+                        } else if current.meta.ownership == Ownership::Foreign && !policy.adopt {
+                            ch.error = Some(PlanItemError::new(
+                                "target",
+                                &ItemError::new(ItemErrorKind::NotOwned, "exists and was not written by this tool; pass --adopt to take it over"),
+                            ));
+                        } else {
+                            ch.action = Action::Update;
+                            ch.changed_fields = changed_fields(&want, &current.value);
+                            if current.meta.ownership == Ownership::Foreign {
+                                ch.note = Some("adopted: not written by this tool until now".into());
+                            }
+                            ch.precondition = current.meta.version.clone().map_or(Precondition::Any, Precondition::Version);
+                            ch.desired = Some(desired);
                         }
-                        ch.precondition = current.meta.version.clone().map_or(Precondition::Any, Precondition::Version);
+                    }
+                    (None, Some(err)) if err.kind == ItemErrorKind::Blocked => {
+                        // A disabled secret, a name pending deletion: the target's state must be changed
+                        // deliberately first; overwriting it blindly is not ours to decide.
+                        ch.error = Some(PlanItemError::new("target", err));
+                    }
+                    (None, Some(err)) => {
+                        // The target holds something Airflow cannot read either; replacing it fixes it.
+                        ch.action = Action::Update;
+                        ch.note = Some(format!("current target value is unreadable ({})", err.kind.as_str()));
+                        ch.desired = Some(desired);
+                    }
+                    (None, None) => {
+                        ch.action = Action::Create;
+                        ch.precondition = if caps.conditional_writes { Precondition::Absent } else { Precondition::Any };
                         ch.desired = Some(desired);
                     }
                 }
-                (None, Some(err)) if err.kind == ItemErrorKind::Blocked => {
-                    // A disabled secret, a name pending deletion: the target's state must be changed
-                    // deliberately first; overwriting it blindly is not ours to decide.
-                    ch.error = Some(PlanItemError::new("target", err));
+                changes.push(ch);
+            }
+        }
+
+        // Target-only items.
+        for &id in target_only.iter().filter(|id| !matched_by_name.contains(**id)) {
+            let mut ch = blank(id, Action::Kept);
+            let current = target.get(id);
+            ch.target_name = current.and_then(|e| e.meta.name.clone());
+            if policy.prune {
+                let ownership = current.map(|e| e.meta.ownership).unwrap_or(Ownership::Untracked);
+                match ownership {
+                    Ownership::Ours => ch.action = Action::Delete,
+                    Ownership::Untracked if policy.adopt => ch.action = Action::Delete,
+                    Ownership::Untracked => {
+                        ch.note = Some("not in the source; the target cannot mark ownership, so pass --adopt to prune it".into())
+                    }
+                    Ownership::Foreign => ch.note = Some("not in the source; not written by this tool, never pruned".into()),
                 }
-                (None, Some(err)) => {
-                    // The target holds something Airflow cannot read either; replacing it fixes it.
-                    ch.action = Action::Update;
-                    ch.note = Some(format!("current target value is unreadable ({})", err.kind.as_str()));
-                    ch.desired = Some(desired);
-                }
-                (None, None) => {
-                    ch.action = Action::Create;
-                    ch.precondition = if caps.conditional_writes { Precondition::Absent } else { Precondition::Any };
-                    ch.desired = Some(desired);
+                if ch.action == Action::Delete && !caps.can_delete {
+                    ch.action = Action::Kept;
+                    ch.note = Some("not in the source; the target does not support deletes".into());
                 }
             }
             changes.push(ch);
         }
+        &self.changes[start..]
     }
 
-    // Target-only items.
-    for id in target.ids().filter(|id| policy.selection.matches(id) && !source.contains(id) && !matched_by_name.contains(id)) {
-        let mut ch = blank(id, Action::Kept);
-        let current = target.get(id);
-        ch.target_name = current.and_then(|e| e.meta.name.clone());
-        if policy.prune {
-            let ownership = current.map(|e| e.meta.ownership).unwrap_or(Ownership::Untracked);
-            match ownership {
-                Ownership::Ours => ch.action = Action::Delete,
-                Ownership::Untracked if policy.adopt => ch.action = Action::Delete,
-                Ownership::Untracked => {
-                    ch.note = Some("not in the source; the target cannot mark ownership, so pass --adopt to prune it".into())
-                }
-                Ownership::Foreign => ch.note = Some("not in the source; not written by this tool, never pruned".into()),
-            }
-            if ch.action == Action::Delete && !caps.can_delete {
-                ch.action = Action::Kept;
-                ch.note = Some("not in the source; the target does not support deletes".into());
+    /// The plan of every part added: sorted, summed up, and refused as a whole (`max_deletes`
+    /// counts the deletes of all parts).
+    pub fn finish(self) -> Plan {
+        let Differ { source_store, target_store, policy, mut changes, .. } = self;
+        // Ids are unique across parts (a kind is in one part, an id in one change of it): the
+        // unstable sort gives the same order as a stable one, without a scratch copy of the plan.
+        changes.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        let mut summary = Summary::default();
+        for c in &changes {
+            match c.action {
+                Action::Create => summary.create += 1,
+                Action::Update => summary.update += 1,
+                Action::Delete => summary.delete += 1,
+                Action::Unchanged => summary.unchanged += 1,
+                Action::Unreachable => summary.unreachable += 1,
+                Action::Kept => summary.kept += 1,
+                Action::Error => summary.errors += 1,
             }
         }
-        changes.push(ch);
+        let mut refusals = Vec::new();
+        if summary.delete > policy.max_deletes {
+            refusals.push(format!(
+                "the plan deletes {} items, more than max_deletes = {}; raise it deliberately to proceed",
+                summary.delete, policy.max_deletes
+            ));
+        }
+        Plan {
+            tool_version: env!("CARGO_PKG_VERSION"),
+            source: source_store.identity(),
+            target: target_store.identity(),
+            readers: policy.fidelity.readers.ids(),
+            primary_reader: policy.fidelity.readers.primary(),
+            changes,
+            summary,
+            refusals,
+        }
     }
+}
 
-    changes.sort_by(|a, b| a.id.cmp(&b.id));
-    let mut summary = Summary::default();
-    for c in &changes {
-        match c.action {
-            Action::Create => summary.create += 1,
-            Action::Update => summary.update += 1,
-            Action::Delete => summary.delete += 1,
-            Action::Unchanged => summary.unchanged += 1,
-            Action::Unreachable => summary.unreachable += 1,
-            Action::Kept => summary.kept += 1,
-            Action::Error => summary.errors += 1,
+/// Names that several selected ids would share in the target (Azure folds `_` and case, env
+/// upper-cases): every member of such a group is an error, found before any write. By index into
+/// `ids`: the other members' ids, in id order.
+fn collisions(ids: &[&ItemId], placements: &[Option<Placement>], case_insensitive: bool) -> std::collections::HashMap<usize, Vec<String>> {
+    let key = |i: usize| -> Option<(Kind, std::borrow::Cow<'_, str>)> {
+        match placements[i].as_ref()? {
+            Placement::At(name) if case_insensitive => Some((ids[i].kind, name.to_lowercase().into())),
+            Placement::At(name) => Some((ids[i].kind, name.as_str().into())),
+            _ => None,
+        }
+    };
+    // Sorted by name, stable: a group's members stay in id order. Indices only, no copy of a name
+    // (but the lower-cased ones).
+    let mut keyed: Vec<(Option<(Kind, std::borrow::Cow<'_, str>)>, usize)> = (0..ids.len()).map(|i| (key(i), i)).collect();
+    keyed.retain(|(k, _)| k.is_some());
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out = std::collections::HashMap::new();
+    for group in keyed.chunk_by(|a, b| a.0 == b.0).filter(|g| g.len() > 1) {
+        for (_, i) in group {
+            out.insert(*i, group.iter().filter(|(_, o)| o != i).map(|(_, o)| ids[*o].id.clone()).collect());
         }
     }
-    let mut refusals = Vec::new();
-    if summary.delete > policy.max_deletes {
-        refusals.push(format!(
-            "the plan deletes {} items, more than max_deletes = {}; raise it deliberately to proceed",
-            summary.delete, policy.max_deletes
-        ));
-    }
-    Plan {
-        tool_version: env!("CARGO_PKG_VERSION"),
-        source: source_store.identity(),
-        target: target_store.identity(),
-        readers: policy.fidelity.readers.ids(),
-        primary_reader: policy.fidelity.readers.primary(),
-        changes,
-        summary,
-        refusals,
-    }
+    out
 }
 
 #[cfg(test)]

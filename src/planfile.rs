@@ -137,16 +137,44 @@ fn prints(key: &SnapshotKey, inv: &Inventory, selection: &Selection) -> BTreeMap
 }
 
 fn item_prints(key: &SnapshotKey, source: &Inventory, target: &Inventory, selection: &Selection) -> Vec<ItemPrint> {
-    let mut s = prints(key, source, selection);
-    let mut t = prints(key, target, selection);
-    let ids: std::collections::BTreeSet<ItemId> = s.keys().chain(t.keys()).cloned().collect();
-    ids.into_iter()
-        .map(|id| ItemPrint { kind: id.kind, source: s.remove(&id), target: t.remove(&id), id: id.id })
-        .collect()
+    let mut prints = Prints::default();
+    prints.add(key, source, target, selection);
+    prints.items()
+}
+
+/// The fingerprints of both sides, gathered part by part (a pipeline that plans one kind at a
+/// time and drops each kind's values once it is compared).
+#[derive(Debug, Default)]
+pub struct Prints {
+    source: BTreeMap<ItemId, String>,
+    target: BTreeMap<ItemId, String>,
+}
+
+impl Prints {
+    /// Fingerprint every item in `selection` of one part of each side.
+    pub fn add(&mut self, key: &SnapshotKey, source: &Inventory, target: &Inventory, selection: &Selection) {
+        self.source.extend(prints(key, source, selection));
+        self.target.extend(prints(key, target, selection));
+    }
+
+    fn items(&self) -> Vec<ItemPrint> {
+        let (s, t) = (&self.source, &self.target);
+        let ids: std::collections::BTreeSet<&ItemId> = s.keys().chain(t.keys()).collect();
+        ids.into_iter()
+            .map(|id| ItemPrint { kind: id.kind, source: s.get(id).cloned(), target: t.get(id).cloned(), id: id.id.clone() })
+            .collect()
+    }
 }
 
 impl PlanFile {
     pub fn new(plan: &Plan, key: &SnapshotKey, policy: SavedPolicy, source: &Inventory, target: &Inventory, selection: &Selection) -> Self {
+        let mut prints = Prints::default();
+        prints.add(key, source, target, selection);
+        Self::with_prints(plan, key, policy, &prints)
+    }
+
+    /// [`PlanFile::new`] from fingerprints already taken.
+    pub fn with_prints(plan: &Plan, key: &SnapshotKey, policy: SavedPolicy, prints: &Prints) -> Self {
         let mut pf = Self {
             format: FORMAT,
             tool_version: env!("CARGO_PKG_VERSION").into(),
@@ -161,7 +189,7 @@ impl PlanFile {
                 .filter(|c| c.action.is_write())
                 .map(|c| SavedChange { kind: c.id.kind, id: c.id.id.clone(), action: c.action.as_str().into() })
                 .collect(),
-            items: item_prints(key, source, target, selection),
+            items: prints.items(),
             mac: String::new(),
         };
         pf.sign(key);
@@ -250,9 +278,17 @@ impl PlanFile {
 
     /// What changed on either side since the plan was saved.
     pub fn drift(&self, key: &SnapshotKey, source: &Inventory, target: &Inventory, selection: &Selection) -> Vec<Drift> {
+        self.drift_from(item_prints(key, source, target, selection))
+    }
+
+    /// [`PlanFile::drift`] against fingerprints already taken.
+    pub fn drift_of(&self, prints: &Prints) -> Vec<Drift> {
+        self.drift_from(prints.items())
+    }
+
+    fn drift_from(&self, items: Vec<ItemPrint>) -> Vec<Drift> {
         let saved: BTreeMap<ItemId, &ItemPrint> = self.items.iter().map(|p| (ItemId::new(p.kind, p.id.clone()), p)).collect();
-        let now: BTreeMap<ItemId, ItemPrint> =
-            item_prints(key, source, target, selection).into_iter().map(|p| (ItemId::new(p.kind, p.id.clone()), p)).collect();
+        let now: BTreeMap<ItemId, ItemPrint> = items.into_iter().map(|p| (ItemId::new(p.kind, p.id.clone()), p)).collect();
         let ids: std::collections::BTreeSet<&ItemId> = saved.keys().chain(now.keys()).collect();
         let mut out = Vec::new();
         for id in ids {

@@ -2,6 +2,7 @@
 //! write (through [`apply::execute`] with the run's `[apply]` options), verify and record. One
 //! code path for every operation.
 
+use std::collections::HashSet;
 use std::io::Write;
 
 use anyhow::Context;
@@ -10,8 +11,9 @@ use tracing::info;
 use super::{Prepared, RunOutcome, rollback};
 use crate::apply::{self, ApplyReport};
 use crate::error::{AppError, Exit};
-use crate::model::Inventory;
+use crate::model::{Inventory, ItemId};
 use crate::plan::{self, Plan};
+use crate::planfile::Prints;
 use crate::render;
 use crate::state::{RunKind, RunStatus};
 use crate::store;
@@ -29,29 +31,18 @@ pub(super) async fn execute(mut p: Prepared, out: &mut (dyn Write + Send), outco
         (None, None, Some(db)) if apply => Some(db.lock_target(&target.identity(), "(apply without snapshot)").await?),
         _ => None,
     };
-    let kinds = p.policy.selection.kinds().to_vec();
-    let mut src_inv = match p.source_inventory.take() {
-        Some(inv) => inv,
-        None => store::scan_all(source.as_ref(), &kinds).await.with_context(|| format!("reading {source}"))?,
-    };
-    let mut tgt_inv = store::scan_all(target.as_ref(), &kinds).await.with_context(|| format!("reading {target}"))?;
-    if let Some(only) = &p.only_ids {
-        src_inv.retain(|id| only.contains(id));
-        tgt_inv.retain(|id| only.contains(id));
-    }
-    info!(source = %source, items = src_inv.len(), errors = src_inv.error_count(), "source read");
-    info!(target = %target, items = tgt_inv.len(), errors = tgt_inv.error_count(), "target read");
-    let plan = plan::diff(source.as_ref(), &src_inv, target.as_ref(), &tgt_inv, &p.policy);
+    let (plan, tgt_inv, prints) = scan_and_plan(&mut p).await?;
     outcome.plan = Some(plan.summary.clone());
     outcome.item_errors = plan
         .errored()
         .map(|c| (c.id.clone(), c.error.as_ref().map_or_else(|| "error".to_string(), ToString::to_string)))
         .collect();
 
-    check_saved_plan(&p, &plan, &src_inv, &tgt_inv, out)?;
+    check_saved_plan(&p, &plan, prints.as_ref(), out)?;
     show(&p, &plan, out)?;
     if let (Some(path), Some(s), Some(sp)) = (&p.flags.save_plan, &p.safety, &p.saved.policy) {
-        let pf = crate::planfile::PlanFile::new(&plan, &s.key, sp.clone(), &src_inv, &tgt_inv, &p.policy.selection);
+        let prints = prints.as_ref().expect("fingerprints are taken when a plan is saved");
+        let pf = crate::planfile::PlanFile::with_prints(&plan, &s.key, sp.clone(), prints);
         pf.save(path)?;
         // Keep stdout machine-readable with --json.
         if !p.flags.json {
@@ -142,12 +133,55 @@ pub(super) async fn execute(mut p: Prepared, out: &mut (dyn Write + Send), outco
     Ok(item_errors.unwrap_or(exit))
 }
 
+/// Scan both sides and diff them one kind at a time: a kind's values are dropped once compared,
+/// so both sides of every kind are never held at once. Kept: the target entries the plan
+/// overwrites or deletes (the snapshot records them), and with a saved plan (`--out`,
+/// `--plan-file`) every item's fingerprints.
+async fn scan_and_plan(p: &mut Prepared) -> anyhow::Result<(Plan, Inventory, Option<Prints>)> {
+    let (source, target) = (p.source.clone(), p.target.clone());
+    let mut preread = p.source_inventory.take();
+    let key = match &p.safety {
+        Some(s) if p.flags.save_plan.is_some() || p.saved.file.is_some() => Some(&s.key),
+        _ => None,
+    };
+    let mut prints = key.map(|_| Prints::default());
+    let mut differ = plan::Differ::new(source.as_ref(), target.as_ref(), &p.policy);
+    let mut overwritten = Inventory::new();
+    let (mut src_counts, mut tgt_counts) = ((0, 0), (0, 0));
+    for &kind in p.policy.selection.kinds() {
+        // The target first: its scan may briefly need twice its values (a local file's text
+        // beside its parsed entries), best paid before the source's values are held too.
+        let mut tgt = store::scan_kind(target.as_ref(), kind).await.with_context(|| format!("reading {target}"))?;
+        let mut src = match &mut preread {
+            Some(inv) => inv.take_kind(kind),
+            None => store::scan_kind(source.as_ref(), kind).await.with_context(|| format!("reading {source}"))?,
+        };
+        if let Some(only) = &p.only_ids {
+            src.retain(|id| only.contains(id));
+            tgt.retain(|id| only.contains(id));
+        }
+        src_counts = (src_counts.0 + src.len(), src_counts.1 + src.error_count());
+        tgt_counts = (tgt_counts.0 + tgt.len(), tgt_counts.1 + tgt.error_count());
+        let changes = differ.add(&src, &tgt);
+        let written: HashSet<&ItemId> = changes.iter().filter(|c| c.action.is_write()).map(|c| &c.id).collect();
+        if let (Some(prints), Some(key)) = (&mut prints, key) {
+            prints.add(key, &src, &tgt, &p.policy.selection);
+        }
+        tgt.retain(|id| written.contains(id));
+        overwritten.extend(tgt);
+        // `src` goes here: the plan holds (shares) only the entries it writes.
+    }
+    info!(source = %source, items = src_counts.0, errors = src_counts.1, "source read");
+    info!(target = %target, items = tgt_counts.0, errors = tgt_counts.1, "target read");
+    Ok((differ.finish(), overwritten, prints))
+}
+
 /// A saved plan (`--plan-file`) applies only to the stores it was made for, unchanged since, and
 /// only the writes it lists.
-fn check_saved_plan(p: &Prepared, plan: &Plan, src_inv: &Inventory, tgt_inv: &Inventory, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
+fn check_saved_plan(p: &Prepared, plan: &Plan, prints: Option<&Prints>, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
     let (Some(pf), Some(s)) = (&p.saved.file, &p.safety) else { return Ok(()) };
     pf.check_context(&s.key, &p.source.identity(), &p.target.identity())?;
-    let drift = pf.drift(&s.key, src_inv, tgt_inv, &p.policy.selection);
+    let drift = pf.drift_of(prints.expect("fingerprints are taken when a saved plan is applied"));
     if !drift.is_empty() {
         for d in &drift {
             writeln!(out, "  drifted: {d}")?;

@@ -391,13 +391,23 @@ pub async fn scan_all(store: &dyn Store, kinds: &[Kind]) -> Result<Inventory, St
 
 /// [`scan_all`] with an explicit retry policy.
 pub async fn scan_all_with(store: &dyn Store, kinds: &[Kind], retry: &layer::RetryPolicy) -> Result<Inventory, StoreError> {
-    let caps = store.capabilities();
     let mut inv = Inventory::new();
     for &kind in kinds {
-        if !caps.holds(kind) {
-            continue;
-        }
-        inv.extend(retry.run(store, layer::Call::Scan(kind), None, || store.scan(kind)).await?);
+        inv.extend(scan_kind_with(store, kind, retry).await?);
     }
     Ok(inv)
+}
+
+/// [`scan_all`] of one kind: empty when the store does not hold it; retryable errors retried by
+/// the one retry loop (its default policy).
+pub async fn scan_kind(store: &dyn Store, kind: Kind) -> Result<Inventory, StoreError> {
+    scan_kind_with(store, kind, &layer::RetryPolicy::default()).await
+}
+
+/// [`scan_kind`] with an explicit retry policy.
+pub async fn scan_kind_with(store: &dyn Store, kind: Kind, retry: &layer::RetryPolicy) -> Result<Inventory, StoreError> {
+    if !store.capabilities().holds(kind) {
+        return Ok(Inventory::new());
+    }
+    retry.run(store, layer::Call::Scan(kind), None, || store.scan(kind)).await
 }
