@@ -563,14 +563,19 @@ def goals(b: Bench, comps: list[dict]) -> list[dict]:
     c = next((c for c in comps if c["row"].scenario == "rtt" and c["row"].target == "vault" and "concurrency" not in c["row"].note), None)
     measured, ok = verdict([speedup_line(c, f"{c['row'].items} items, {ms:g} ms" if c else "", g["vault_rtt_apply_speedup"])])
     add(f"apply to Vault over a {ms:g} ms round trip, default settings, ≥ {g['vault_rtt_apply_speedup']:.0f}× the baseline", measured, ok)
-    # Vault calls per created item: every apply into an empty Vault.
+    # Vault calls per created item: every apply into an empty Vault, less the calls its plan makes
+    # once per run whatever the size (the scan of the empty mount: what `plan` against it made).
     creates = [r for r in b.rows if r.impl == "ours" and r.target == "vault" and r.scenario in ("apply", "rtt") and r.reads is not None]
+    empty_plan = find(b.rows, impl="ours", scenario="plan", target="vault", state="empty")
+    per_run = (empty_plan.reads + empty_plan.writes) if empty_plan and empty_plan.reads is not None else 0
     if creates:
-        worst = max(creates, key=lambda r: r.calls_per_item)
+        def per_item(r: Row) -> float:
+            return (r.reads + r.writes - per_run) / r.items
+        worst = max(creates, key=per_item)
         add(f"Vault calls per created item ≤ {g['vault_calls_per_create']:.0f}",
-            f"worst {worst.calls_per_item:.2f} ({worst.reads / worst.items:.2f} reads + {worst.writes / worst.items:.2f} writes; "
-            f"{worst.scenario}, {worst.items} items) over {len(creates)} applies",
-            worst.calls_per_item <= g["vault_calls_per_create"] + 1e-9 and all(r.exit_code == 0 for r in creates))
+            f"worst {per_item(worst):.2f} ({worst.scenario}, {worst.items} items: {worst.reads} reads + {worst.writes} writes, "
+            f"less {per_run} per run for the scan) over {len(creates)} applies",
+            per_item(worst) <= g["vault_calls_per_create"] + 1e-9 and all(r.exit_code == 0 for r in creates))
     else:
         add(f"Vault calls per created item ≤ {g['vault_calls_per_create']:.0f}", None, None)
     # Up-to-date plans: Vault over the round trip; Secrets Manager on loopback (1k) and over the round trip.
