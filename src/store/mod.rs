@@ -346,35 +346,103 @@ pub fn read_as_by_format(caps: &Capabilities, entry: &Entry, readers: &[Reader])
     }
 }
 
-/// Read every kind in `kinds` into one inventory. A throttled or briefly unavailable backend is
-/// retried (exponential backoff with full jitter, honouring its Retry-After) before the read
-/// counts as failed: a plan should not die on one 429.
+/// Read every kind in `kinds` into one inventory, the kinds at the same time (a remote store's
+/// listing round trips overlap). A throttled or briefly unavailable backend is retried
+/// (exponential backoff with full jitter, honouring its Retry-After) before the read counts as
+/// failed: a plan should not die on one 429.
 pub async fn scan_all(store: &dyn Store, kinds: &[Kind]) -> Result<Inventory, StoreError> {
-    const ATTEMPTS: u32 = 6;
     let caps = store.capabilities();
+    let scans = kinds.iter().filter(|&&kind| caps.holds(kind)).map(|&kind| scan_retried(store, kind));
+    // All of them to the end, so a failure is the first kind's, as when they ran one by one.
     let mut inv = Inventory::new();
-    for &kind in kinds {
-        if !caps.holds(kind) {
-            continue;
-        }
-        let mut attempt = 0;
-        loop {
-            match store.scan(kind).await {
-                Ok(part) => {
-                    inv.extend(part);
-                    break;
-                }
-                Err(e) if e.is_retryable() && attempt + 1 < ATTEMPTS => {
-                    let cap = Duration::from_millis(200).saturating_mul(1 << attempt).min(Duration::from_secs(20));
-                    let jitter = Duration::from_millis(rand::Rng::random_range(&mut rand::rng(), 0..=cap.as_millis() as u64));
-                    let wait = e.retry_after().map_or(jitter, |h| h.max(jitter));
-                    tracing::debug!(store = %store, %kind, attempt, wait_ms = wait.as_millis() as u64, "retrying a scan");
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+    for part in futures::future::join_all(scans).await {
+        inv.extend(part?);
     }
     Ok(inv)
+}
+
+async fn scan_retried(store: &dyn Store, kind: Kind) -> Result<Inventory, StoreError> {
+    const ATTEMPTS: u32 = 6;
+    let mut attempt = 0;
+    loop {
+        match store.scan(kind).await {
+            Ok(part) => return Ok(part),
+            Err(e) if e.is_retryable() && attempt + 1 < ATTEMPTS => {
+                let cap = Duration::from_millis(200).saturating_mul(1 << attempt).min(Duration::from_secs(20));
+                let jitter = Duration::from_millis(rand::Rng::random_range(&mut rand::rng(), 0..=cap.as_millis() as u64));
+                let wait = e.retry_after().map_or(jitter, |h| h.max(jitter));
+                tracing::debug!(store = %store, %kind, attempt, wait_ms = wait.as_millis() as u64, "retrying a scan");
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+
+    /// Its variable scan answers only once its connection scan has started: read one kind after
+    /// the other, `scan_all` would wait forever. `fail` makes both scans fail (after the gate).
+    struct Gated {
+        connections_started: tokio::sync::Notify,
+        fail: bool,
+    }
+
+    impl fmt::Display for Gated {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("gated")
+        }
+    }
+
+    #[async_trait]
+    impl Store for Gated {
+        fn capabilities(&self) -> Capabilities {
+            MemoryStore::new("caps").capabilities()
+        }
+        async fn scan(&self, kind: Kind) -> Result<Inventory, StoreError> {
+            let failed = |what: &str| StoreError::Config { store: format!("gated {what}"), message: "refused".into() };
+            match kind {
+                Kind::Variable => {
+                    self.connections_started.notified().await;
+                    if self.fail {
+                        return Err(failed("variables"));
+                    }
+                    Ok([Entry::variable("v", "1")].into_iter().collect())
+                }
+                Kind::Connection => {
+                    self.connections_started.notify_one();
+                    if self.fail { Err(failed("connections")) } else { Ok(Inventory::new()) }
+                }
+            }
+        }
+        async fn write(&self, _: &Entry, _: &Precondition) -> Result<(), StoreError> {
+            unreachable!("scans only")
+        }
+        async fn delete(&self, _: &ItemId) -> Result<(), StoreError> {
+            unreachable!("scans only")
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn scan_all_reads_the_kinds_at_the_same_time() {
+        let store = Gated { connections_started: Default::default(), fail: false };
+        // Paused clock: if the scans ran one after the other, the idle runtime jumps to the deadline.
+        let inv = tokio::time::timeout(Duration::from_secs(3600), scan_all(&store, &Kind::ALL))
+            .await
+            .expect("the variable scan waited for a connection scan that never started")
+            .unwrap();
+        assert_eq!(inv.len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn scan_all_reports_the_first_kinds_failure() {
+        let store = Gated { connections_started: Default::default(), fail: true };
+        let err = tokio::time::timeout(Duration::from_secs(3600), scan_all(&store, &Kind::ALL)).await.unwrap().unwrap_err();
+        // The connection scan fails first in time; the variables' failure is the one reported.
+        assert!(err.to_string().contains("gated variables"), "{err}");
+    }
 }
