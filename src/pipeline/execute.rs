@@ -30,11 +30,19 @@ pub(super) async fn execute(mut p: Prepared, out: &mut (dyn Write + Send), outco
         _ => None,
     };
     let kinds = p.policy.selection.kinds().to_vec();
-    let mut src_inv = match p.source_inventory.take() {
-        Some(inv) => inv,
-        None => store::scan_all(source.as_ref(), &kinds).await.with_context(|| format!("reading {source}"))?,
-    };
-    let mut tgt_inv = store::scan_all(target.as_ref(), &kinds).await.with_context(|| format!("reading {target}"))?;
+    // Both sides at once: a remote target's round trips overlap the source's query and decryption.
+    let given = p.source_inventory.take();
+    let (src_read, tgt_read) = futures::join!(
+        async {
+            match given {
+                Some(inv) => Ok(inv),
+                None => store::scan_all(source.as_ref(), &kinds).await,
+            }
+        },
+        store::scan_all(target.as_ref(), &kinds)
+    );
+    let mut src_inv = src_read.with_context(|| format!("reading {source}"))?;
+    let mut tgt_inv = tgt_read.with_context(|| format!("reading {target}"))?;
     if let Some(only) = &p.only_ids {
         src_inv.retain(|id| only.contains(id));
         tgt_inv.retain(|id| only.contains(id));
