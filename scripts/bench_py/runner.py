@@ -9,7 +9,10 @@ measures side by side, in one run:
   quota  : `migrate --apply` into moto behind a proxy that throttles writes to 50/s, vs N/50 s;
   rtt    : `migrate --apply` vs baseline.py apply into an empty Vault / moto with a network round
            trip added to every call by the proxy (a remote backend rather than one on loopback),
-           ours at the default concurrency and at `[apply] concurrency = 32`.
+           ours at the default concurrency and at `[apply] concurrency = 32`;
+  rtt-plan: `migrate --plan` vs baseline.py plan against the up-to-date Vault / moto our apply
+           filled, over the same round trip (reads during plans).
+The summary checks the targets of issue #10 and the goals of issue #18 (met / NOT met each).
 Every HTTP call goes through a counting proxy (proxy.py); each child's peak RSS comes from wait4.
 Results: <out>/results.json and <out>/results.md. No value is ever printed.
 """
@@ -42,6 +45,14 @@ MODES = {
 }
 RTT_CONCURRENCY = 32  # the tuned row of the rtt scenario: `[apply] concurrency`
 AWS_WRITE_QUOTA = 50.0  # Secrets Manager CreateSecret / PutSecretValue: 50 requests/s per account
+# Issue #18's table (1k items unless the key says otherwise).
+G18 = {
+    "postgres_plan_speedup": 3.0,
+    "vault_rtt_apply_speedup": 5.0,
+    "vault_calls_per_create": 3.0,
+    "uptodate_plan_speedup": 20.0,
+    "uptodate_plan_rss_100k_mb": 300.0,
+}
 TARGETS = {
     "plan_speedup_100k": 20.0,
     "apply_speedup": 5.0,
@@ -52,7 +63,7 @@ TARGETS = {
 
 @dataclass
 class Row:
-    scenario: str  # plan | apply | noop | quota | rtt
+    scenario: str  # plan | apply | noop | quota | rtt | rtt-plan
     target: str  # local_files | vault | aws_secrets_manager
     source: str  # sqlite | postgres | mariadb
     state: str  # empty | up-to-date
@@ -63,6 +74,7 @@ class Row:
     exit_code: int
     cpu_seconds: float = 0.0  # the child's user + system CPU: what it costs, apart from waiting
     server_cpu_seconds: float | None = None  # CPU the emulator (bao / moto) spent meanwhile
+    proxy_cpu_seconds: float | None = None  # CPU the counting proxy spent meanwhile (results.json only)
     reads: int | None = None
     writes: int | None = None
     throttled: int | None = None
@@ -164,10 +176,12 @@ class Bench:
         proxy = self.proxy_for(row.target)
         if proxy:
             self.services.counts(proxy, reset=True)
-        server0 = self.services.server_cpu(row.target)
+        server0, proxy0 = self.services.server_cpu(row.target), self.services.proxy_cpu(row.target)
         m = run_measured(argv, env=env, cwd=str(self.work), timeout=self.args.timeout)
         if server0 is not None:
             row.server_cpu_seconds = round(self.services.server_cpu(row.target) - server0, 2)
+        if proxy0 is not None:
+            row.proxy_cpu_seconds = round(self.services.proxy_cpu(row.target) - proxy0, 2)
         row.seconds, row.peak_rss_mb, row.exit_code = round(m.seconds, 3), round(m.peak_rss_mb, 1), m.exit_code
         row.cpu_seconds = round(m.cpu_seconds, 3)
         if proxy:
@@ -183,27 +197,28 @@ class Bench:
             self.log(f"  !! {row.impl} {row.scenario} {row.target} exit {m.exit_code}: {tail}")
         if row.impl == "python":
             summary = last_json_line(m.stdout)
-            if summary and row.scenario == "plan":
+            if summary and row.scenario in ("plan", "rtt-plan"):
                 row.note = (row.note + f" create={summary['create']} update={summary['update']} unchanged={summary['unchanged']}").strip()
         calls = "" if row.reads is None else f", {row.reads} reads + {row.writes} writes" + (f" ({row.throttled} throttled)" if row.throttled else "")
-        self.log(f"  {row.impl:6} {row.scenario:5} {row.target:19} {row.source:8} {row.state:10} n={row.items:<6} {row.seconds:8.2f} s (cpu {row.cpu_seconds:6.2f} s, server cpu {fmt(row.server_cpu_seconds)} s) {row.peak_rss_mb:6.1f} MB{calls}")
+        self.log(f"  {row.impl:6} {row.scenario:5} {row.target:19} {row.source:8} {row.state:10} n={row.items:<6} {row.seconds:8.2f} s (cpu {row.cpu_seconds:6.2f} s, server cpu {fmt(row.server_cpu_seconds)} s, proxy cpu {fmt(row.proxy_cpu_seconds)} s) {row.peak_rss_mb:6.1f} MB{calls}")
         self.rows.append(row)
         return row
 
     def ours(self, scenario: str, target: str, source: str, state: str, n: int, label: str = "", concurrency: int = 0) -> Row:
         cfg = self.config(n, source, target, label, paced=scenario == "quota", concurrency=concurrency)
-        mode = "--plan" if scenario == "plan" else "--apply"
+        planning = scenario in ("plan", "rtt-plan")
+        mode = "--plan" if planning else "--apply"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "VAULT_", "AWS_"))}
         env["AIRFLOW_SECRETS_SYNC_SNAPSHOT_KEY"] = self.snapshot_key
         # Plan: 2 = changes pending, 0 = none. Apply: 0.
-        expect = {0, 2} if scenario == "plan" else {0}
+        expect = {0, 2} if planning else {0}
         row = Row(scenario, target, source, state, n, "ours", 0, 0, 0)
         if concurrency:
             row.note = f"[apply] concurrency = {concurrency}"
         return self.measure(row, [self.args.bin, "--config", str(cfg), "migrate", mode], env, expect)
 
     def python(self, scenario: str, target: str, source: str, state: str, n: int, label: str = "", sample: int = 0) -> Row:
-        argv = [sys.executable, str(HERE / "baseline.py"), "apply" if scenario == "rtt" else scenario, "--source", self.sources(n)[source], "--target", target,
+        argv = [sys.executable, str(HERE / "baseline.py"), {"rtt": "apply", "rtt-plan": "plan"}.get(scenario, scenario), "--source", self.sources(n)[source], "--target", target,
                 "--target-url", self.target_url(target, n, label)]
         if sample and sample < n:
             argv += ["--limit", str(sample)]
@@ -287,19 +302,22 @@ class Bench:
             self.services.throttle(self.services.aws_url, 0)
 
     def rtt(self, n: int) -> None:
-        """Applies into empty targets over an emulated network: the proxy holds every request
-        `--rtt-ms` before forwarding it. Loopback emulators answer in well under a millisecond,
-        so the other rows measure CPU; a real Vault or AWS endpoint is a round trip away, and a
-        sequential script pays that round trip once per call."""
+        """Applies into empty targets, then plans against the up-to-date target, over an emulated
+        network: the proxy holds every request `--rtt-ms` before forwarding it. Loopback emulators
+        answer in well under a millisecond, so the other rows measure CPU; a real Vault or AWS
+        endpoint is a round trip away, and a sequential script pays that round trip once per call."""
         ms = self.args.rtt_ms
         for target in ("vault", "aws_secrets_manager"):
             proxy = self.proxy_for(target)
-            self.log(f"apply over a {ms:g} ms round trip: {n} items to {target}")
+            self.log(f"apply and up-to-date plan over a {ms:g} ms round trip: {n} items, {target}")
             self.services.latency(proxy, ms)
             try:
                 for concurrency in (0, RTT_CONCURRENCY):
                     self.reset(target, n)
                     self.ours("rtt", target, "sqlite", "empty", n, concurrency=concurrency).note += f" rtt {ms:g} ms"
+                # The target now holds what our apply wrote (with our marks): up to date for both.
+                self.ours("rtt-plan", target, "sqlite", "up-to-date", n).note += f" rtt {ms:g} ms"
+                self.python("rtt-plan", target, "sqlite", "up-to-date", n).note += f" rtt {ms:g} ms"
                 self.reset(target, n)
                 self.python("rtt", target, "sqlite", "empty", n).note += f" rtt {ms:g} ms"
             finally:
@@ -372,9 +390,9 @@ def comparisons(b: Bench) -> list[dict]:
     for r in b.rows:
         if r.impl != "ours":
             continue
-        base_scenario = {"plan": "plan", "apply": "apply", "noop": "apply", "rtt": "rtt"}.get(r.scenario)
+        base_scenario = {"plan": "plan", "apply": "apply", "noop": "apply", "rtt": "rtt", "rtt-plan": "rtt-plan"}.get(r.scenario)
         base = find(b.rows, impl="python", scenario=base_scenario, target=r.target, source=r.source,
-                    state=r.state if r.scenario == "plan" else "empty", items=r.items)
+                    state=r.state if r.scenario in ("plan", "rtt-plan") else "empty", items=r.items)
         line = {"row": r, "base": base, "speedup": None, "floor": None}
         if r.scenario == "noop":
             line["base"] = None  # the baseline's blind re-write is reported with apply
@@ -389,11 +407,14 @@ def comparisons(b: Bench) -> list[dict]:
 def write_results(b: Bench) -> None:
     info = machine()
     comps = comparisons(b)
+    gs = goals(b, comps)
     data = {
         "machine": info,
         "mode": b.args.mode,
         "sizes": {n: {k: v for k, v in s.items() if k != "sources"} for n, s in b.generated.items()},
         "targets": TARGETS,
+        "goals_issue_18": G18,
+        "goals": gs,
         "rows": [asdict(r) | {"calls_per_item": r.calls_per_item} for r in b.rows],
         "comparisons": [
             {"scenario": c["row"].scenario, "target": c["row"].target, "source": c["row"].source, "state": c["row"].state,
@@ -404,12 +425,13 @@ def write_results(b: Bench) -> None:
         ],
     }
     (b.out / "results.json").write_text(json.dumps(data, indent=2))
-    (b.out / "results.md").write_text(markdown(b, info, comps))
+    md = markdown(b, info, comps, gs)
+    (b.out / "results.md").write_text(md)
     b.log(f"wrote {b.out / 'results.md'} and results.json")
-    print(markdown(b, info, comps))
+    print(md)
 
 
-def markdown(b: Bench, info: dict, comps: list[dict]) -> str:
+def markdown(b: Bench, info: dict, comps: list[dict], gs: list[dict]) -> str:
     L = []
     L.append(f"## End-to-end benchmark ({b.args.mode} mode)\n")
     L.append(f"Machine: {info['nproc']} cores ({info['cpu']}), {info['mem_gb']} GB RAM, Linux {info['kernel']}; "
@@ -455,6 +477,7 @@ def markdown(b: Bench, info: dict, comps: list[dict]) -> str:
             L.append(f"| {t} | {s} | {st} | " + " | ".join(cells) + " |")
         L.append("")
     L.append(targets_section(b, comps))
+    L.append(goals_section(gs))
     return "\n".join(L) + "\n"
 
 
@@ -488,7 +511,7 @@ def targets_section(b: Bench, comps: list[dict]) -> str:
         ok = "met" if worst.peak_rss_mb < TARGETS["plan_rss_100k_mb"] else "NOT met"
         L.append(f"- plan peak RSS < {TARGETS['plan_rss_100k_mb']:.0f} MB at {largest} items: worst {worst.peak_rss_mb:.0f} MB "
                  f"({worst.target}, {worst.source}, {worst.state}) — {ok}")
-    noops = [r for r in b.rows if r.impl == "ours" and r.scenario in ("noop", "plan") and r.state == "up-to-date" and r.writes is not None]
+    noops = [r for r in b.rows if r.impl == "ours" and r.scenario in ("noop", "plan", "rtt-plan") and r.state == "up-to-date" and r.writes is not None]
     if noops:
         bad = [r for r in noops if r.writes]
         L.append(f"- unchanged items cost zero writes: {'met' if not bad else 'NOT met'} "
@@ -496,6 +519,94 @@ def targets_section(b: Bench, comps: list[dict]) -> str:
                  + ", ".join(f"{r.target} {r.scenario} {r.items}: {r.reads / r.items:.3f}" for r in noops) + ")")
     if largest < 100_000:
         L.append(f"- (largest size in this run: {largest} items; the 100k targets need `--full`)")
+    return "\n".join(L) + "\n"
+
+
+def goals(b: Bench, comps: list[dict]) -> list[dict]:
+    """The goals of issue #18's table, each checked against this run: met, NOT met, or not
+    measured (a size or scenario this mode does not run)."""
+    out: list[dict] = []
+
+    def add(goal: str, measured: str | None, ok: bool | None) -> None:
+        status = "not measured" if ok is None else ("met" if ok else "NOT met")
+        out.append({"goal": goal, "measured": measured or "not measured in this run", "status": status})
+
+    def comp(**kw) -> dict | None:
+        return next((c for c in comps if all(getattr(c["row"], k) == v for k, v in kw.items())), None)
+
+    def verdict(lines: list[tuple[str, float | None, bool]]) -> tuple[str | None, bool | None]:
+        """Joins (label, value, ok) measurements; None when nothing was measured."""
+        got = [(label, ok) for label, value, ok in lines if value is not None]
+        if not got:
+            return None, None
+        return "; ".join(label for label, _ in got), all(ok for _, ok in got)
+
+    def speedup_line(c: dict | None, label: str, goal: float) -> tuple[str, float | None, bool]:
+        if not c or not c["speedup"]:
+            return label, None, False
+        r = c["row"]
+        # A plan's exit 2 (changes pending) is expected: `measure` flags the unexpected ones.
+        ok = c["speedup"] >= goal and not any("UNEXPECTED exit" in x.note for x in (r, c["base"]) if x)
+        return f"{label}: {c['speedup']:.2f}× ({r.seconds:.2f} s vs {c['base'].seconds:.2f} s)", c["speedup"], ok
+
+    ms = b.args.rtt_ms
+    g = G18
+    # PostgreSQL metastore -> local files, at 1k and 10k (both target states).
+    lines = [speedup_line(comp(scenario="plan", target="local_files", source="postgres", state=st, items=n), f"{n} {st}", g["postgres_plan_speedup"])
+             for n in (1_000, 10_000) for st in ("empty", "up-to-date")]
+    measured, ok = verdict(lines)
+    goal = f"plan, PostgreSQL metastore → local files ≥ {g['postgres_plan_speedup']:.0f}× the baseline at 1k and 10k"
+    if measured and not comp(scenario="plan", source="postgres", items=10_000):
+        # --quick has no 10k rows: a failure at 1k is still a failure, a pass is only half the goal.
+        add(goal, measured + "; 10000: not measured (default mode or --full)", False if not ok else None)
+        if ok:
+            out[-1]["status"] = "met at 1k; 10k not measured"
+    else:
+        add(goal, measured, ok)
+    # Vault apply over the round trip, default settings.
+    c = next((c for c in comps if c["row"].scenario == "rtt" and c["row"].target == "vault" and "concurrency" not in c["row"].note), None)
+    measured, ok = verdict([speedup_line(c, f"{c['row'].items} items, {ms:g} ms" if c else "", g["vault_rtt_apply_speedup"])])
+    add(f"apply to Vault over a {ms:g} ms round trip, default settings, ≥ {g['vault_rtt_apply_speedup']:.0f}× the baseline", measured, ok)
+    # Vault calls per created item: every apply into an empty Vault, less the calls its plan makes
+    # once per run whatever the size (the scan of the empty mount: what `plan` against it made).
+    creates = [r for r in b.rows if r.impl == "ours" and r.target == "vault" and r.scenario in ("apply", "rtt") and r.reads is not None]
+    empty_plan = find(b.rows, impl="ours", scenario="plan", target="vault", state="empty")
+    per_run = (empty_plan.reads + empty_plan.writes) if empty_plan and empty_plan.reads is not None else 0
+    if creates:
+        def per_item(r: Row) -> float:
+            return (r.reads + r.writes - per_run) / r.items
+        worst = max(creates, key=per_item)
+        add(f"Vault calls per created item ≤ {g['vault_calls_per_create']:.0f}",
+            f"worst {per_item(worst):.2f} ({worst.scenario}, {worst.items} items: {worst.reads} reads + {worst.writes} writes, "
+            f"less {per_run} per run for the scan) over {len(creates)} applies",
+            per_item(worst) <= g["vault_calls_per_create"] + 1e-9 and all(r.exit_code == 0 for r in creates))
+    else:
+        add(f"Vault calls per created item ≤ {g['vault_calls_per_create']:.0f}", None, None)
+    # Up-to-date plans: Vault over the round trip; Secrets Manager on loopback (1k) and over the round trip.
+    c = comp(scenario="rtt-plan", target="vault")
+    measured, ok = verdict([speedup_line(c, f"{c['row'].items} items, {ms:g} ms" if c else "", g["uptodate_plan_speedup"])])
+    add(f"up-to-date plan against Vault over a {ms:g} ms round trip ≥ {g['uptodate_plan_speedup']:.0f}×", measured, ok)
+    lines = [speedup_line(comp(scenario="plan", target="aws_secrets_manager", state="up-to-date", items=1_000), "1000 items, loopback", g["uptodate_plan_speedup"])]
+    c = comp(scenario="rtt-plan", target="aws_secrets_manager")
+    lines.append(speedup_line(c, f"{c['row'].items} items, {ms:g} ms" if c else "", g["uptodate_plan_speedup"]))
+    measured, ok = verdict(lines)
+    add(f"up-to-date plan against Secrets Manager (moto) ≥ {g['uptodate_plan_speedup']:.0f}× (1k on loopback, and over the round trip)", measured, ok)
+    # Memory: the 100k up-to-date plans (--full).
+    rss = [r for r in b.rows if r.impl == "ours" and r.scenario == "plan" and r.state == "up-to-date" and r.items == 100_000]
+    if rss:
+        worst = max(rss, key=lambda r: r.peak_rss_mb)
+        add(f"100k-item up-to-date plan peak RSS ≤ {g['uptodate_plan_rss_100k_mb']:.0f} MB",
+            f"worst {worst.peak_rss_mb:.0f} MB ({worst.target}, {worst.source}) of {len(rss)}",
+            worst.peak_rss_mb <= g["uptodate_plan_rss_100k_mb"])
+    else:
+        add(f"100k-item up-to-date plan peak RSS ≤ {g['uptodate_plan_rss_100k_mb']:.0f} MB", "not measured (needs --full)", None)
+    return out
+
+
+def goals_section(gs: list[dict]) -> str:
+    L = ["Goals of issue #18 against what this run measured:\n"]
+    for x in gs:
+        L.append(f"- {x['goal']}: {x['measured']} — {x['status']}")
     return "\n".join(L) + "\n"
 
 

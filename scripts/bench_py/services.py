@@ -33,6 +33,7 @@ class Services:
         self.mysql_databases: list[str] = []
         self.vault_url = self.vault_direct = self.aws_url = self.aws_direct = ""
         self.server_pids: dict[str, int] = {}
+        self.proxy_pids: dict[str, int] = {}  # by target, as server_pids
         atexit.register(self.stop)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._on_signal)
@@ -51,6 +52,7 @@ class Services:
         port = free_port()
         proc = self._spawn([sys.executable, str(HERE / "proxy.py"), "--listen-port", str(port), "--upstream", upstream], f"{name}.log")
         url = f"http://{LOOPBACK}:{port}"
+        self.proxy_pids[{"proxy-vault": "vault", "proxy-aws": "aws_secrets_manager"}.get(name, name)] = proc.pid
         poll(f"{name} proxy", lambda: http_json("GET", f"{url}/__bench/counts")[0] == 200, proc=proc)
         return url
 
@@ -93,7 +95,15 @@ class Services:
 
     def server_cpu(self, target: str) -> float | None:
         """CPU seconds (user + system) the emulator behind `target` has used so far."""
-        pid = self.server_pids.get(target)
+        return self._cpu(self.server_pids.get(target))
+
+    def proxy_cpu(self, target: str) -> float | None:
+        """CPU seconds the counting proxy in front of `target` has used so far (it is single-threaded:
+        a bound of its own when a client keeps many requests in flight)."""
+        return self._cpu(self.proxy_pids.get(target))
+
+    @staticmethod
+    def _cpu(pid: int | None) -> float | None:
         if pid is None:
             return None
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

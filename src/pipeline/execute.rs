@@ -149,13 +149,20 @@ async fn scan_and_plan(p: &mut Prepared) -> anyhow::Result<(Plan, Inventory, Opt
     let mut overwritten = Inventory::new();
     let (mut src_counts, mut tgt_counts) = ((0, 0), (0, 0));
     for &kind in p.policy.selection.kinds() {
-        // The target first: its scan may briefly need twice its values (a local file's text
-        // beside its parsed entries), best paid before the source's values are held too.
-        let mut tgt = store::scan_kind(target.as_ref(), kind).await.with_context(|| format!("reading {target}"))?;
-        let mut src = match &mut preread {
-            Some(inv) => inv.take_kind(kind),
-            None => store::scan_kind(source.as_ref(), kind).await.with_context(|| format!("reading {source}"))?,
-        };
+        // Both sides of a kind at once: a remote target's round trips overlap the source's query
+        // and decryption (one kind at a time still bounds what is held).
+        let given = preread.as_mut().map(|inv| inv.take_kind(kind));
+        let (src_read, tgt_read) = futures::join!(
+            async {
+                match given {
+                    Some(inv) => Ok(inv),
+                    None => store::scan_kind(source.as_ref(), kind).await,
+                }
+            },
+            store::scan_kind(target.as_ref(), kind)
+        );
+        let mut tgt = tgt_read.with_context(|| format!("reading {target}"))?;
+        let mut src = src_read.with_context(|| format!("reading {source}"))?;
         if let Some(only) = &p.only_ids {
             src.retain(|id| only.contains(id));
             tgt.retain(|id| only.contains(id));

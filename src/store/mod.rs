@@ -381,19 +381,22 @@ pub fn read_as_by_format(caps: &Capabilities, entry: &Entry, readers: &[Reader])
     }
 }
 
-/// Read every kind in `kinds` into one inventory. A throttled or briefly unavailable backend is
-/// retried by the one retry loop ([`layer::retry`], its default policy: 6 attempts, exponential
-/// backoff with full jitter, honouring Retry-After) before the read counts as failed: a plan should
-/// not die on one 429. Over a store that retries already (a [`layer::stack`]), the loops do not nest.
+/// Read every kind in `kinds` into one inventory, the kinds at the same time (a remote store's
+/// listing round trips overlap). A throttled or briefly unavailable backend is retried by the one
+/// retry loop ([`layer::retry`], its default policy: 6 attempts, exponential backoff with full
+/// jitter, honouring Retry-After) before the read counts as failed: a plan should not die on one
+/// 429. Over a store that retries already (a [`layer::stack`]), the loops do not nest.
 pub async fn scan_all(store: &dyn Store, kinds: &[Kind]) -> Result<Inventory, StoreError> {
     scan_all_with(store, kinds, &layer::RetryPolicy::default()).await
 }
 
 /// [`scan_all`] with an explicit retry policy.
 pub async fn scan_all_with(store: &dyn Store, kinds: &[Kind], retry: &layer::RetryPolicy) -> Result<Inventory, StoreError> {
+    let scans = kinds.iter().map(|&kind| scan_kind_with(store, kind, retry));
+    // All of them to the end, so a failure is the first kind's, as when they ran one by one.
     let mut inv = Inventory::new();
-    for &kind in kinds {
-        inv.extend(scan_kind_with(store, kind, retry).await?);
+    for part in futures::future::join_all(scans).await {
+        inv.extend(part?);
     }
     Ok(inv)
 }
@@ -410,4 +413,71 @@ pub async fn scan_kind_with(store: &dyn Store, kind: Kind, retry: &layer::RetryP
         return Ok(Inventory::new());
     }
     retry.run(store, layer::Call::Scan(kind), None, || store.scan(kind)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+
+    /// Its variable scan answers only once its connection scan has started: read one kind after
+    /// the other, `scan_all` would wait forever. `fail` makes both scans fail (after the gate).
+    struct Gated {
+        connections_started: tokio::sync::Notify,
+        fail: bool,
+    }
+
+    impl fmt::Display for Gated {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("gated")
+        }
+    }
+
+    #[async_trait]
+    impl Store for Gated {
+        fn capabilities(&self) -> Capabilities {
+            MemoryStore::new("caps").capabilities()
+        }
+        async fn scan(&self, kind: Kind) -> Result<Inventory, StoreError> {
+            let failed = |what: &str| StoreError::Config { store: format!("gated {what}"), message: "refused".into() };
+            match kind {
+                Kind::Variable => {
+                    self.connections_started.notified().await;
+                    if self.fail {
+                        return Err(failed("variables"));
+                    }
+                    Ok([Entry::variable("v", "1")].into_iter().collect())
+                }
+                Kind::Connection => {
+                    self.connections_started.notify_one();
+                    if self.fail { Err(failed("connections")) } else { Ok(Inventory::new()) }
+                }
+            }
+        }
+        async fn write(&self, _: &Entry, _: &Precondition) -> Result<(), StoreError> {
+            unreachable!("scans only")
+        }
+        async fn delete(&self, _: &ItemId) -> Result<(), StoreError> {
+            unreachable!("scans only")
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn scan_all_reads_the_kinds_at_the_same_time() {
+        let store = Gated { connections_started: Default::default(), fail: false };
+        // Paused clock: if the scans ran one after the other, the idle runtime jumps to the deadline.
+        let inv = tokio::time::timeout(Duration::from_secs(3600), scan_all(&store, &Kind::ALL))
+            .await
+            .expect("the variable scan waited for a connection scan that never started")
+            .unwrap();
+        assert_eq!(inv.len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn scan_all_reports_the_first_kinds_failure() {
+        let store = Gated { connections_started: Default::default(), fail: true };
+        let err = tokio::time::timeout(Duration::from_secs(3600), scan_all(&store, &Kind::ALL)).await.unwrap().unwrap_err();
+        // The connection scan fails first in time; the variables' failure is the one reported.
+        assert!(err.to_string().contains("gated variables"), "{err}");
+    }
 }

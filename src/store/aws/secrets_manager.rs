@@ -562,26 +562,49 @@ impl Store for AwsSecretsManagerStore {
         if !name_prefix.is_empty() && filterable {
             req = req.filters(Filter::builder().key(FilterNameStringType::Name).values(&name_prefix).build());
         }
-        let mut pages = req.into_paginator().send();
-        let mut listed = Vec::new();
-        let mut inv = Inventory::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.classify("ListSecrets", &name_prefix, e))?;
-            for s in page.secret_list() {
-                let Some(name) = s.name() else { continue };
-                let Some(rest) = name.strip_prefix(name_prefix.as_str()) else { continue };
-                if rest.is_empty() || s.deleted_date().is_some() {
-                    continue;
+        // ListSecrets pages are sequential (each needs the previous one's token): the values of
+        // each full batch of 20 listed names are fetched while the next pages are listed, so the
+        // scan costs about its ListSecrets round trips, not those plus the fetches'.
+        let (batches, listed) = futures::channel::mpsc::unbounded::<Vec<(ItemId, String, Ownership)>>();
+        let list = async move {
+            let mut pages = req.into_paginator().send();
+            let mut inv = Inventory::new();
+            let mut batch = Vec::with_capacity(BATCH);
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| self.classify("ListSecrets", &name_prefix, e))?;
+                for s in page.secret_list() {
+                    let Some(name) = s.name() else { continue };
+                    let Some(rest) = name.strip_prefix(name_prefix.as_str()) else { continue };
+                    if rest.is_empty() || s.deleted_date().is_some() {
+                        continue;
+                    }
+                    let id = ItemId::new(kind, rest);
+                    if let Placement::Unreachable(why) = self.naming.locate(&id) {
+                        inv.insert_error(id, ItemError::new(ItemErrorKind::Unreachable, why));
+                        continue;
+                    }
+                    batch.push((id, name.to_string(), ownership(s.tags())));
+                    if batch.len() == BATCH {
+                        // The receiver lives as long as this future (try_join! below).
+                        let _ = batches.unbounded_send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
+                    }
                 }
-                let id = ItemId::new(kind, rest);
-                if let Placement::Unreachable(why) = self.naming.locate(&id) {
-                    inv.insert_error(id, ItemError::new(ItemErrorKind::Unreachable, why));
-                    continue;
-                }
-                listed.push((id, name.to_string(), ownership(s.tags())));
             }
-        }
-        inv.extend(self.fetch(listed).await?);
+            if !batch.is_empty() {
+                let _ = batches.unbounded_send(batch);
+            }
+            Ok::<_, StoreError>(inv) // `batches` dropped here: the fetch stream ends
+        };
+        let fetch = async {
+            let mut parts = listed.map(|batch| self.fetch_batch(batch)).buffer_unordered(self.cfg.aws.max_concurrency);
+            let mut inv = Inventory::new();
+            while let Some(part) = parts.next().await {
+                inv.extend(part?);
+            }
+            Ok(inv)
+        };
+        let (mut inv, fetched) = futures::try_join!(list, fetch)?;
+        inv.extend(fetched);
         Ok(inv)
     }
 
