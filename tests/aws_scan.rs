@@ -3,7 +3,7 @@
 //! needs the previous page's token); a scan that fetched only after the last page would pay every
 //! listing round trip and then every fetch's. A fake endpoint holds back its second page until a
 //! `BatchGetSecretValue` has arrived: only a pipelined scan gets it at once.
-#![cfg(feature = "aws-sm")]
+#![cfg(feature = "aws_secrets_manager")]
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use airflow_secrets_sync::model::{ItemId, Kind};
 use airflow_secrets_sync::store::Store;
-use airflow_secrets_sync::store::aws_secrets_manager::{AwsSecretsManagerConfig, AwsSecretsManagerStore};
+use airflow_secrets_sync::store::aws::secrets_manager::{AwsSecretsManagerConfig, AwsSecretsManagerStore};
 use serde_json::{Value as Json, json};
 
 /// How long the second page waits for a fetch before answering anyway (then the test fails).
