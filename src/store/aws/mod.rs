@@ -8,5 +8,7 @@ pub(crate) mod backend;
 pub mod common;
 #[cfg(feature = "aws_secrets_manager")]
 pub mod secrets_manager;
+#[cfg(feature = "aws_secrets_manager")]
+mod sm_naming;
 #[cfg(feature = "aws_ssm")]
 pub mod ssm;
